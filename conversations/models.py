@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+from conversations.money import MoneyField
+
+
+class GatewayModel(models.Model):
+    """One entry of the model catalogue: the gateway has no endpoint that lists them."""
+
+    service_name = models.CharField(max_length=100)
+    model_name = models.CharField(max_length=100)
+    label = models.CharField(max_length=100)
+    thinking = models.BooleanField(default=False, help_text="Streams its reasoning apart from the answer.")
+    streaming = models.BooleanField(default=True, help_text="Off for image models, which use /generate.")
+    enabled = models.BooleanField(default=True)
+    position = models.PositiveIntegerField(default=0, help_text="Order in the model picker.")
+
+    class Meta:
+        ordering = ["position", "label"]
+        verbose_name = "model"
+        constraints = [
+            models.UniqueConstraint(fields=["service_name", "model_name"], name="unique_gateway_model"),
+        ]
+
+    def __str__(self) -> str:
+        return self.label
+
+    @classmethod
+    def for_chat(cls):
+        """The models a user can pick for a chat now (image models come later)."""
+        return cls.objects.filter(enabled=True, streaming=True)
+
+
+class Conversation(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    model = models.ForeignKey(GatewayModel, models.SET_NULL, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        indexes = [models.Index(fields=["user", "-updated_at"], name="conversation_sidebar")]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("conversation", args=[self.pk])
+
+    @property
+    def group_name(self) -> str:
+        """The Channels group of every socket showing this conversation."""
+        return f"conversation-{self.pk}"
+
+    @staticmethod
+    def title_from(text: str) -> str:
+        first_line = text.strip().splitlines()[0].strip()
+        return first_line if len(first_line) <= 60 else first_line[:59].rstrip() + "…"
+
+    def history(self) -> list[Message]:
+        """Earlier turns to send as `history`: what the user saw, in order."""
+        return [
+            m
+            for m in self.messages.order_by("created_at", "id")
+            if m.role == Message.Role.USER or m.content
+        ]
+
+    def generating_message(self) -> Message | None:
+        return self.messages.filter(status=Message.Status.STREAMING).last()
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        STREAMING = "streaming"
+        COMPLETE = "complete"
+        STOPPED = "stopped"
+        INTERRUPTED = "interrupted"
+        FAILED = "failed"
+
+    conversation = models.ForeignKey(Conversation, models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=20, choices=Role.choices)
+    content = models.TextField(blank=True, help_text="The user's text, or the answer.")
+    thinking = models.TextField(blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.COMPLETE)
+    error = models.TextField(blank=True)
+    service_name = models.CharField(max_length=100, blank=True)
+    model_name = models.CharField(max_length=100, blank=True)
+    thinking_seconds = models.FloatField(null=True, blank=True)
+    warnings = models.JSONField(default=list, blank=True)
+    # Chunks the gateway sent that are not shown (metadata), kept as received.
+    extras = models.JSONField(default=list, blank=True)
+    skipped_lines = models.PositiveIntegerField(default=0, help_text="Malformed data lines skipped.")
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.role} message {self.pk}"
+
+    @property
+    def dom_id(self) -> str:
+        return f"msg-{self.pk}"
+
+    @property
+    def is_streaming(self) -> bool:
+        return self.status == self.Status.STREAMING
+
+
+class CostLog(models.Model):
+    """The ledger: one row per generation that got a final chunk, as the gateway reported it."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+")
+    conversation = models.ForeignKey(Conversation, models.SET_NULL, null=True, related_name="cost_logs")
+    message = models.OneToOneField(Message, models.SET_NULL, null=True, related_name="cost_log")
+    service_name = models.CharField(max_length=100)
+    model_name = models.CharField(max_length=100)
+    input_tokens = models.PositiveIntegerField(null=True)
+    output_tokens = models.PositiveIntegerField(null=True)
+    total_tokens = models.PositiveIntegerField(null=True)
+    cost_input = MoneyField(null=True)
+    cost_output = MoneyField(null=True)
+    cost_total = MoneyField(null=True)
+    warnings = models.JSONField(default=list, blank=True)
+    # The final chunk as received, numbers as exact decimal strings.
+    final_chunk = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(fields=["created_at"], name="costlog_time"),
+            models.Index(fields=["user", "created_at"], name="costlog_user_time"),
+            models.Index(fields=["model_name", "created_at"], name="costlog_model_time"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.model_name} {self.cost_total}"

@@ -1,0 +1,36 @@
+// chatsite's few lines of page behaviour; everything else is htmx swaps from the socket.
+(function () {
+  "use strict";
+  let sentText = null;
+
+  // Enter sends, Shift+Enter adds a line (IME composition is left alone).
+  document.addEventListener("keydown", function (event) {
+    const box = event.target;
+    if (box.id !== "message-input" || event.key !== "Enter" || event.shiftKey || event.isComposing) return;
+    event.preventDefault();
+    if (document.querySelector("#composer-buttons button[form=composer]")) {
+      box.form.requestSubmit();
+    }
+  });
+
+  // Remember what was sent: it leaves the box only when the server has accepted it,
+  // so a refused message (too long, no model...) is never lost.
+  document.addEventListener("htmx:wsConfigSend", function (event) {
+    if (event.target.id === "composer") sentText = event.detail.parameters.message;
+  });
+
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    const signal = document.getElementById("composer-accepted");
+    if (!signal || signal.dataset.handled) return;
+    signal.dataset.handled = "1";
+    const box = document.getElementById("message-input");
+    if (box && sentText !== null && box.value.startsWith(sentText)) {
+      box.value = box.value.slice(sentText.length).trimStart();
+    }
+    sentText = null;
+    // The new conversation's own URL, so a reload keeps it.
+    if (signal.dataset.url && location.pathname !== signal.dataset.url) {
+      history.replaceState(null, "", signal.dataset.url);
+    }
+  });
+})();
