@@ -9,6 +9,7 @@ os.environ.setdefault("UPSTREAM_API_KEY", "sk_test_site_key")
 from chatsite.settings import *  # noqa: E402,F403
 
 # Page renders in tests use {% static %} without running collectstatic.
+STATIC_ROOT = None  # nothing collected; WhiteNoise would warn about a missing folder
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 STREAM_FLUSH_INTERVAL = 0.01

@@ -1,0 +1,69 @@
+"""Shared fixtures: named users (alice, bob), the model catalogue, the fake gateway."""
+
+import pytest
+
+from tests.fakegateway import FakeGateway
+
+
+@pytest.fixture
+def fake_gateway():
+    """A fake generation gateway on a real socket; see tests/fakegateway.py."""
+    gateway = FakeGateway()
+    gateway.start()
+    yield gateway
+    gateway.stop()
+
+
+@pytest.fixture
+def gateway_url(fake_gateway, settings):
+    """Points the app at the fake gateway."""
+    settings.UPSTREAM_BASE_URL = fake_gateway.base_url
+    return fake_gateway.base_url
+
+
+def _make_user(username, **extra):
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.create_user(username, password="password-of-" + username, **extra)
+
+
+@pytest.fixture
+def alice(django_db_blocker, db_access):
+    return _make_user("alice")
+
+
+@pytest.fixture
+def bob(django_db_blocker, db_access):
+    return _make_user("bob")
+
+
+@pytest.fixture
+def db_access(request):
+    """Database access for sync tests and async (transactional) tests alike."""
+    marker = request.node.get_closest_marker("django_db")
+    if marker and marker.kwargs.get("transaction"):
+        request.getfixturevalue("transactional_db")
+    else:
+        request.getfixturevalue("db")
+
+
+@pytest.fixture
+def db_models(db_access):
+    """The seeded catalogue (data migration 0002), by nickname.
+
+    Transactional tests empty every table afterwards, so the seed runs again here.
+    """
+    import importlib
+
+    from django.apps import apps
+
+    from conversations.models import GatewayModel
+
+    importlib.import_module("conversations.migrations.0002_seed_models").seed(apps, None)
+
+    models = {m.model_name: m for m in GatewayModel.objects.all()}
+    return {
+        "flash": models["gemini-2.0-flash"],
+        "thinker": models["gemini-3-pro-thinking-preview"],
+        "image": models["gemini-2.5-flash-image"],
+    }

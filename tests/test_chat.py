@@ -1,0 +1,389 @@
+"""The chat socket end to end: consumer, generation task, fake gateway on a real socket, database."""
+
+from __future__ import annotations
+
+import html
+import json
+import threading
+from decimal import Decimal
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from conversations.models import Conversation, CostLog, GatewayModel, Message
+from tests.chat import connect, frames_until, no_generation_left, open_socket, until_done
+from tests.fakegateway import Cut, Pause, Reply, Wait, chunk, error_reply, final, sse, stream_reply
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def send(text="Hello", model=None, conversation="", **extra):
+    return json.dumps({"action": "send", "message": text, "model": model, "conversation": conversation, **extra})
+
+
+@sync_to_async
+def db(fn):
+    return fn()
+
+
+@pytest.fixture
+def flash(db_models):
+    return db_models["flash"]
+
+
+@pytest.fixture
+def thinker(db_models):
+    return db_models["thinker"]
+
+
+async def test_it_streams_thinking_and_answer_and_stores_them(alice, thinker, gateway_url, fake_gateway):
+    fake_gateway.queue(stream_reply(["Hello", " world"], thinking=["Let me ", "think."]))
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("Hi there", thinker.pk))
+    frames = await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+
+    conversation = await db(lambda: Conversation.objects.get(user=alice))
+    question, answer = await db(lambda: list(conversation.messages.all()))
+    assert (question.role, question.content) == ("user", "Hi there")
+    assert (answer.content, answer.thinking, answer.status) == ("Hello world", "Let me think.", "complete")
+    assert answer.thinking_seconds is not None
+    assert conversation.title == "Hi there"
+
+    stream = "".join(frames)
+    assert f'data-url="/c/{conversation.pk}/"' in frames[0]  # the address bar follows at once
+    assert "Let me " in stream and "Hello" in stream
+    assert "Thought for" in stream
+    assert "$0.0001554" in frames[-1] and "536 tokens" in frames[-1]
+
+    # What the gateway received: the site key, the model, the input, thinking on, no history.
+    (request,) = fake_gateway.requests
+    assert request.headers["x-api-key"] == "sk_test_site_key"
+    assert request.json["service_name"] == "google-gemini"
+    assert request.json["model_name"] == "gemini-3-pro-thinking-preview"
+    assert request.json["input"] == [{"type": "text", "name": "input", "content": "Hi there"}]
+    assert request.json["parameters"] == {"enable_thinking": True}
+    assert "history" not in request.json
+
+
+async def test_it_sends_earlier_turns_as_history(alice, flash, gateway_url, fake_gateway):
+    fake_gateway.queue(stream_reply(["First answer"]), stream_reply(["Second answer"]))
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("First question", flash.pk))
+    await until_done(socket)
+    conversation = await db(lambda: Conversation.objects.get(user=alice))
+    await socket.send_to(text_data=send("Second question", flash.pk, conversation.pk))
+    await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+
+    second = fake_gateway.requests[1].json
+    assert second["input"][0]["content"] == "Second question"
+    assert second["history"] == [
+        {"role": "user", "content": [{"type": "text", "name": "input", "content": "First question"}]},
+        {"role": "assistant", "content": [{"type": "text", "name": "output", "content": "First answer"}]},
+    ]
+    assert "parameters" not in second  # not a thinking model
+    assert await db(lambda: Conversation.objects.count()) == 1
+    assert await db(lambda: Message.objects.count()) == 4
+
+
+async def test_it_records_exact_costs_once_per_generation(alice, flash, gateway_url, fake_gateway):
+    fake_gateway.queue(
+        stream_reply(
+            ["ok"],
+            final_kwargs={
+                "cost_input": "1.5e-07",
+                "cost_output": "0.0001536",
+                "cost_total": "1.5375E-4",
+                "warnings": ["Rate limit: 3 requests left this minute"],
+            },
+        )
+    )
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("Hi", flash.pk))
+    frames = await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+
+    log = await db(lambda: CostLog.objects.get())
+    assert log.cost_input == Decimal("1.5e-07")
+    assert log.cost_output == Decimal("0.0001536")
+    assert log.cost_total == Decimal("0.00015375")
+    assert (log.input_tokens, log.output_tokens, log.total_tokens) == (24, 512, 536)
+    assert log.user_id == alice.pk and log.model_name == "gemini-2.0-flash"
+    assert log.warnings == ["Rate limit: 3 requests left this minute"]
+    assert log.final_chunk["cost"]["input"] == "0.00000015"
+    assert "$0.00015375" in frames[-1]
+    assert "Rate limit: 3 requests left this minute" in frames[-1]
+
+
+async def test_it_coalesces_many_small_chunks_into_few_frames(alice, flash, gateway_url, fake_gateway):
+    pieces = [f"w{i} " for i in range(400)]
+    fake_gateway.queue(stream_reply(pieces))
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("Hi", flash.pk))
+    frames = await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+
+    deltas = [f for f in frames if "beforeend:#msg-" in f and "-answer" in f]
+    streamed = "".join(html.unescape(f.split('-answer">', 1)[1].rsplit("</div>", 1)[0]) for f in deltas)
+    assert streamed == "".join(pieces)  # nothing lost, nothing repeated
+    assert len(deltas) < 100  # many chunks per frame
+    answer = await db(lambda: Message.objects.get(role="assistant"))
+    assert answer.content == "".join(pieces)
+
+
+async def test_it_escapes_streamed_text(alice, flash, gateway_url, fake_gateway):
+    fake_gateway.queue(stream_reply(['<img src=x onerror="alert(1)">', "<script>alert(2)</script>"]))
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("Hi", flash.pk))
+    frames = await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+    stream = "".join(frames)
+    assert "<script>alert(2)" not in stream and "<img src=x" not in stream
+    assert "&lt;script&gt;alert(2)" in stream
+
+
+async def test_it_checkpoints_partial_text_while_streaming(alice, flash, gateway_url, fake_gateway, settings):
+    settings.STREAM_CHECKPOINT_INTERVAL = 0.05
+    release = threading.Event()
+    fake_gateway.queue(Reply(parts=[sse(chunk("Partial ")), Pause(0.1), sse(chunk("text")), Wait(release), final()]))
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("Hi", flash.pk))
+    await frames_until(socket, "text</div>")
+
+    # A reload now shows what arrived so far, from the database.
+    for _ in range(100):
+        answer = await db(lambda: Message.objects.get(role="assistant"))
+        if answer.content == "Partial text":
+            break
+        await socket.receive_nothing(timeout=0.05)
+    assert answer.content == "Partial text" and answer.status == "streaming"
+    release.set()
+    await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+
+
+async def test_it_writes_checkpoints_by_time_not_per_chunk(alice, flash, gateway_url, fake_gateway, settings, monkeypatch):
+    from conversations.generation import Generation
+
+    settings.STREAM_CHECKPOINT_INTERVAL = 0.2
+    calls = []
+    original = Generation._checkpoint
+
+    async def counting(self):
+        calls.append(1)
+        await original(self)
+
+    monkeypatch.setattr(Generation, "_checkpoint", counting)
+    parts = []
+    for i in range(300):
+        parts += [sse(chunk(f"{i} ")), Pause(0.002)]
+    fake_gateway.queue(Reply(parts=parts + [final()]))
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("Hi", flash.pk))
+    await until_done(socket, timeout=20)
+    await socket.disconnect()
+    await no_generation_left()
+    assert 1 <= len(calls) < 30  # ~one per 0.2 s, never one per chunk
+
+
+@pytest.mark.parametrize(
+    "reply, status, message, kept",
+    [
+        (
+            Reply(parts=[sse(chunk("Half an ")), sse(chunk("answer")), Cut()]),
+            "interrupted",
+            "connection",
+            "Half an answer",
+        ),
+        (Reply(parts=[sse(chunk("No final"))]), "interrupted", "before it was complete", "No final"),
+        (
+            Reply(parts=[sse(chunk("Some text")), sse({"error": "provider overloaded"}, event="error")]),
+            "failed",
+            "provider overloaded",
+            "Some text",
+        ),
+        (error_reply(502, {"detail": "upstream provider is down"}), "failed", "upstream provider is down", ""),
+        (error_reply(422, {"detail": [{"loc": ["body", "model_name"], "msg": "unknown"}]}), "failed", "unknown", ""),
+    ],
+    ids=["cut", "no-final-chunk", "error-event", "http-502", "http-422"],
+)
+async def test_it_keeps_what_arrived_when_the_gateway_fails(
+    alice, flash, gateway_url, fake_gateway, reply, status, message, kept
+):
+    fake_gateway.queue(reply)
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("Hi", flash.pk))
+    frames = await until_done(socket)
+    answer = await db(lambda: Message.objects.get(role="assistant"))
+    assert answer.status == status
+    assert answer.content == kept
+    assert message in answer.error
+    assert html.escape(message) in frames[-1] or message in frames[-1]
+    assert await db(lambda: CostLog.objects.count()) == 0  # no final chunk, no ledger row
+    assert "No cost reported" in frames[-1]
+
+    # The socket stays usable.
+    fake_gateway.queue(stream_reply(["Fine again"]))
+    conversation = await db(lambda: Conversation.objects.get())
+    await socket.send_to(text_data=send("Again", flash.pk, conversation.pk))
+    await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+    assert await db(lambda: Message.objects.filter(status="complete", content="Fine again").count()) == 1
+
+
+async def test_it_says_when_the_gateway_cannot_be_reached(alice, flash, settings):
+    settings.UPSTREAM_BASE_URL = "http://127.0.0.1:9/api/v1"  # discard port: nothing listens
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("Hi", flash.pk))
+    frames = await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+    answer = await db(lambda: Message.objects.get(role="assistant"))
+    assert answer.status == "failed"
+    assert "connect" in answer.error.lower()
+    assert "connect" in frames[-1].lower()
+
+
+async def test_it_stops_a_generation_and_keeps_the_partial_answer(alice, flash, gateway_url, fake_gateway):
+    never = threading.Event()
+    fake_gateway.queue(Reply(parts=[sse(chunk("Partial")), Wait(never, timeout=20), final()]))
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("Hi", flash.pk))
+    frames = await frames_until(socket, "Partial</div>")
+    assert "Stop</button>" in "".join(frames)
+    conversation = await db(lambda: Conversation.objects.get())
+    await socket.send_to(text_data=json.dumps({"action": "stop", "conversation": conversation.pk}))
+    frames = await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+
+    assert fake_gateway.closed.wait(5), "the gateway request was not closed"
+    answer = await db(lambda: Message.objects.get(role="assistant"))
+    assert (answer.status, answer.content) == ("stopped", "Partial")
+    assert "Stopped." in frames[-1] and "Send</button>" in frames[-1]
+
+
+async def test_a_second_socket_catches_up_and_sees_the_rest(alice, flash, gateway_url, fake_gateway):
+    release = threading.Event()
+    fake_gateway.queue(Reply(parts=[sse(chunk("One ")), sse(chunk("two ")), Wait(release), sse(chunk("three")), final()]))
+    first = await open_socket(alice)
+    await first.send_to(text_data=send("Count", flash.pk))
+    await frames_until(first, "two </div>|One two </div>")
+    conversation = await db(lambda: Conversation.objects.get())
+
+    second = await open_socket(alice, f"/ws/chat/{conversation.pk}/")
+    catch_up = await second.receive_from(timeout=5)
+    assert "One two " in catch_up
+    release.set()
+    for socket in (first, second):
+        frames = await until_done(socket)
+        streamed = "".join(frames)
+        assert "three" in streamed
+        assert streamed.count("One ") <= 1 if socket is second else True  # nothing repeated
+        await socket.disconnect()
+    await no_generation_left()
+
+
+# --- bad input: a clear message, nothing stored, the socket stays usable ----------------
+
+
+@pytest.mark.parametrize(
+    "frame, message",
+    [
+        ("this is not json", "could not be read"),
+        ("[1, 2]", "could not be read"),
+        (json.dumps({"action": "dance"}), "Unknown action"),
+        (json.dumps({"action": "send", "message": "   \n ", "model": 1}), "Type a message first"),
+        (json.dumps({"action": "send", "model": 1}), "Type a message first"),
+    ],
+    ids=["not-json", "not-an-object", "unknown-action", "blank-message", "no-message"],
+)
+async def test_it_refuses_bad_frames(alice, flash, gateway_url, fake_gateway, frame, message):
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=frame)
+    reply = await socket.receive_from(timeout=5)
+    assert message in reply and 'id="chat-error"' in reply
+    assert await db(lambda: Message.objects.count()) == 0
+    # Still usable.
+    await socket.send_to(text_data=send("Hello", flash.pk))
+    await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+
+
+async def test_it_refuses_a_message_over_the_limit(alice, flash, settings):
+    settings.MAX_MESSAGE_CHARS = 20
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("x" * 21, flash.pk))
+    reply = await socket.receive_from(timeout=5)
+    await socket.disconnect()
+    assert "21 characters" in reply and "limit is 20" in reply
+    assert await db(lambda: Message.objects.count()) == 0
+
+
+async def test_it_refuses_unknown_disabled_and_image_models(alice, db_models):
+    await db(lambda: GatewayModel.objects.filter(pk=db_models["flash"].pk).update(enabled=False))
+    socket = await open_socket(alice)
+    for model in (db_models["flash"].pk, db_models["image"].pk, 999999, "abc", None):
+        await socket.send_to(text_data=send("Hi", model))
+        reply = await socket.receive_from(timeout=5)
+        assert "model is not available" in reply
+    await socket.disconnect()
+    assert await db(lambda: Message.objects.count()) == 0
+
+
+async def test_it_refuses_a_second_generation_in_the_same_conversation(alice, flash, gateway_url, fake_gateway):
+    release = threading.Event()
+    fake_gateway.queue(Reply(parts=[sse(chunk("Busy")), Wait(release), final()]))
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("One", flash.pk))
+    await frames_until(socket, "Busy</div>")
+    conversation = await db(lambda: Conversation.objects.get())
+    await socket.send_to(text_data=send("Two", flash.pk, conversation.pk))
+    reply = await socket.receive_from(timeout=5)
+    assert "still being generated" in reply
+    release.set()
+    await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+    assert await db(lambda: Message.objects.filter(role="user").count()) == 1
+
+
+# --- access ------------------------------------------------------------------------------
+
+
+async def test_it_refuses_anonymous_sockets():
+    socket = await connect(None)
+    connected, _ = await socket.connect()
+    assert not connected
+
+
+async def test_it_refuses_sockets_from_another_origin(alice):
+    socket = await connect(alice, origin="https://evil.example")
+    connected, _ = await socket.connect()
+    assert not connected
+
+
+async def test_bob_cannot_watch_send_to_or_stop_alices_conversation(alice, bob, flash, gateway_url, fake_gateway):
+    conversation = await db(lambda: Conversation.objects.create(user=alice, title="Alice's"))
+
+    watcher = await connect(bob, f"/ws/chat/{conversation.pk}/")
+    connected, _ = await watcher.connect()
+    assert not connected
+
+    socket = await open_socket(bob)
+    await socket.send_to(text_data=send("Hi", flash.pk, conversation.pk))
+    assert "conversation was not found" in await socket.receive_from(timeout=5)
+    await socket.send_to(text_data=json.dumps({"action": "stop", "conversation": conversation.pk}))
+    assert "conversation was not found" in await socket.receive_from(timeout=5)
+    await socket.disconnect()
+    assert await db(lambda: Message.objects.count()) == 0
+    assert fake_gateway.requests == []

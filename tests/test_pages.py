@@ -1,0 +1,159 @@
+"""Pages: sign-up and log-in, the chat page, who may see what."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from conversations.models import Conversation, CostLog, Message
+
+pytestmark = pytest.mark.django_db
+
+User = get_user_model()
+
+
+def signup(client, username, password="a-long-passphrase-42"):
+    return client.post(
+        "/accounts/signup/", {"username": username, "password1": password, "password2": password}
+    )
+
+
+def test_it_makes_the_first_account_the_admin(client):
+    response = signup(client, "alice")
+    assert response.status_code == 302 and response.url == "/"
+    alice = User.objects.get(username="alice")
+    assert alice.is_superuser and alice.is_staff
+
+    client.logout()
+    signup(client, "bob")
+    bob = User.objects.get(username="bob")
+    assert not bob.is_superuser and not bob.is_staff
+
+
+def test_it_logs_the_new_user_in(client):
+    signup(client, "alice")
+    response = client.get("/")
+    assert response.status_code == 200
+    assert b"New chat" in response.content
+
+
+def test_it_shows_the_form_again_on_bad_input(client):
+    response = client.post("/accounts/signup/", {"username": "alice", "password1": "x", "password2": "y"})
+    assert response.status_code == 200
+    assert b"didn\xe2\x80\x99t match" in response.content or b"match" in response.content
+    assert not User.objects.exists()
+
+
+def test_it_closes_signup(client, settings):
+    settings.ALLOW_SIGNUP = False
+    assert client.get("/accounts/signup/").status_code == 403
+    response = signup(client, "mallory")
+    assert response.status_code == 403
+    assert b"Sign-up is closed" in response.content
+    assert not User.objects.exists()
+
+
+def test_it_uses_plain_field_labels(client):
+    page = client.get("/accounts/signup/").content.decode()
+    assert ">Username</label>" in page and ">Password</label>" in page
+    assert ">Password confirmation</label>" in page
+    page = client.get("/accounts/login/").content.decode()
+    assert ">Username</label>" in page and ">Password</label>" in page
+
+
+def test_it_sends_visitors_to_log_in(client):
+    response = client.get("/")
+    assert response.status_code == 302 and response.url.startswith("/accounts/login/")
+
+
+def test_it_shows_the_chat_page_with_models_and_the_demo_notice(client, alice, settings, db_models):
+    settings.DEMO_GATEWAY = True
+    client.force_login(alice)
+    page = client.get("/").content.decode()
+    assert 'ws-connect="/ws/chat/"' in page
+    assert "Gemini 2.0 Flash" in page and "Gemini 3 Pro (thinking)" in page
+    assert "Gemini image" not in page  # image models are not chat models (yet)
+    assert "demo gateway" in page
+    assert '<label for="message-input"' in page and ">Message</label>" in page
+    assert '<label for="model-select">Model</label>' in page
+
+    settings.DEMO_GATEWAY = False
+    assert "demo gateway" not in client.get("/").content.decode()
+
+
+def _conversation_with_answer(user, model, content="**Bold** answer"):
+    conversation = Conversation.objects.create(user=user, title="About bold", model=model)
+    conversation.messages.create(role="user", content="Make it bold")
+    answer = conversation.messages.create(
+        role="assistant",
+        content=content,
+        thinking="Hmm, bold.",
+        thinking_seconds=2.5,
+        status="complete",
+        model_name=model.model_name,
+    )
+    CostLog.objects.create(
+        user=user,
+        conversation=conversation,
+        message=answer,
+        service_name=model.service_name,
+        model_name=model.model_name,
+        input_tokens=3,
+        output_tokens=5,
+        total_tokens=8,
+        cost_total=Decimal("0.0000158"),
+    )
+    return conversation
+
+
+def test_it_shows_a_stored_conversation(client, alice, db_models):
+    conversation = _conversation_with_answer(alice, db_models["thinker"])
+    client.force_login(alice)
+    page = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert f'ws-connect="/ws/chat/{conversation.pk}/"' in page
+    assert "<strong>Bold</strong> answer" in page
+    assert "Thought for 2.5 s" in page and "Hmm, bold." in page
+    assert "8 tokens · $0.0000158" in page
+    # The picker keeps the conversation's model.
+    assert f'<option value="{db_models["thinker"].pk}" selected>' in page
+
+
+def test_it_lists_conversations_newest_first(client, alice, db_models):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    old = Conversation.objects.create(user=alice, title="Old one", updated_at=timezone.now() - timedelta(days=1))
+    new = Conversation.objects.create(user=alice, title="New one")
+    client.force_login(alice)
+    page = client.get(f"/c/{old.pk}/").content.decode()
+    sidebar = page[page.index('<ul id="conversation-list">') :]
+    assert sidebar.index("New one") < sidebar.index("Old one")
+    assert f'href="/c/{new.pk}/"' in page
+
+
+def test_bob_gets_404_for_alices_conversation(client, alice, bob, db_models):
+    conversation = _conversation_with_answer(alice, db_models["flash"])
+    client.force_login(bob)
+    assert client.get(f"/c/{conversation.pk}/").status_code == 404
+    page = client.get("/").content.decode()
+    assert "About bold" not in page
+
+
+def test_it_renders_answers_inert(client, alice, db_models):
+    payload = (
+        '<script>alert(1)</script> <img src=x onerror=alert(2)> [click](javascript:alert(3)) '
+        '<div hx-get="/admin/" hx-trigger="load">x</div>'
+    )
+    conversation = _conversation_with_answer(alice, db_models["flash"], content=payload)
+    Message.objects.filter(role="assistant").update(thinking=payload, warnings=[payload])
+    Conversation.objects.filter(pk=conversation.pk).update(title=payload)
+    client.force_login(alice)
+    page = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert "<script>alert(1)" not in page
+    assert "<img src=x onerror" not in page and "onerror=alert(2)>" not in page
+    assert 'href="javascript:' not in page
+    assert '<div hx-get="/admin/"' not in page
+    assert 'hx-disable' in page
