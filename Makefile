@@ -8,7 +8,7 @@ PORT ?= 8080
 -include .env
 export
 
-.PHONY: install run test bench clean
+.PHONY: install run test clean
 
 # Creates .venv and installs the app with its test tools; safe to repeat.
 install: $(VENV)/.installed

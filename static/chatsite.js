@@ -19,6 +19,15 @@
     if (event.target.id === "composer") sentText = event.detail.parameters.message;
   });
 
+  // Follow a streaming answer, unless the reader has scrolled up to read.
+  let following = true;
+  window.addEventListener("scroll", function () {
+    following = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
+  }, { passive: true });
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    if (following) window.scrollTo(0, document.body.scrollHeight);
+  });
+
   document.addEventListener("htmx:wsAfterMessage", function () {
     const signal = document.getElementById("composer-accepted");
     if (!signal || signal.dataset.handled) return;

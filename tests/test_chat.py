@@ -54,7 +54,7 @@ async def test_it_streams_thinking_and_answer_and_stores_them(alice, thinker, ga
     stream = "".join(frames)
     assert f'data-url="/c/{conversation.pk}/"' in frames[0]  # the address bar follows at once
     assert "Let me " in stream and "Hello" in stream
-    assert "Thought for" in stream
+    assert "Thinking · " in stream
     assert "$0.0001554" in frames[-1] and "536 tokens" in frames[-1]
 
     # What the gateway received: the site key, the model, the input, thinking on, no history.

@@ -114,7 +114,7 @@ def test_it_shows_a_stored_conversation(client, alice, db_models):
     page = client.get(f"/c/{conversation.pk}/").content.decode()
     assert f'ws-connect="/ws/chat/{conversation.pk}/"' in page
     assert "<strong>Bold</strong> answer" in page
-    assert "Thought for 2.5 s" in page and "Hmm, bold." in page
+    assert "Thinking · 2.5 s" in page and "Hmm, bold." in page
     assert "8 tokens · $0.0000158" in page
     # The picker keeps the conversation's model.
     assert f'<option value="{db_models["thinker"].pk}" selected>' in page

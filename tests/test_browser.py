@@ -1,0 +1,159 @@
+"""The chat in real headless Chromium (Playwright), against the app under Daphne."""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+
+import pytest
+
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, AppServer, require_chromium
+from tests.fakegateway import FakeGateway, Reply, Wait, chunk, final, sse, stream_reply
+
+_usernames = (f"user{i}" for i in itertools.count(1))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def module_gateway():
+    with FakeGateway() as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, module_gateway):
+    """The app pointed at the fake gateway."""
+    server = AppServer(tmp_path_factory.mktemp("app"), module_gateway.base_url).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_app(tmp_path_factory):
+    """The app as `make run` starts it: no UPSTREAM_BASE_URL, so the demo gateway answers."""
+    server = AppServer(tmp_path_factory.mktemp("demo")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context()
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    yield page
+    context.close()
+
+
+def sign_up(page, server):
+    from playwright.sync_api import expect
+
+    page.goto(server.url + "/accounts/signup/")
+    page.get_by_label("Username").fill(next(_usernames))
+    page.get_by_label("Password", exact=True).fill("a-long-passphrase-42")
+    page.get_by_label("Password confirmation").fill("a-long-passphrase-42")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_label("Message")).to_be_visible()
+
+
+def test_it_streams_thinking_and_answer_live_then_renders_them(page, app, module_gateway):
+    from playwright.sync_api import expect
+
+    release = threading.Event()
+    module_gateway.queue(
+        Reply(
+            parts=[
+                sse(chunk("Weighing **options** first.", "thinking")),
+                sse(chunk("The answer *begins*")),
+                Wait(release),
+                sse(chunk(" and ends.")),
+                final(input_tokens=24, output_tokens=512),
+            ]
+        ),
+        stream_reply(["Second answer."]),
+    )
+    sign_up(page, app)
+    main = page.get_by_role("main")
+    page.get_by_label("Model").select_option(label="Gemini 3 Pro (thinking)")
+    page.get_by_label("Message").fill("Why is the sky blue?")
+    page.get_by_label("Message").press("Enter")
+
+    # While the gateway holds the stream open, what arrived is already on the page.
+    thinking = main.locator("details", has=page.locator("summary", has_text="Thinking"))
+    expect(thinking).to_contain_text("Weighing **options** first.")
+    expect(main).to_contain_text("The answer *begins*")
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(page).to_have_url(re.compile(r"/c/\d+/$"))
+    expect(page.get_by_label("Message")).to_have_value("")
+    assert not release.is_set()
+
+    release.set()
+    expect(page.get_by_text("536 tokens · $0.0001554")).to_be_visible()
+    expect(main.locator(".answer em")).to_have_text("begins")  # rendered markdown now
+    expect(main).to_contain_text("The answer begins and ends.")
+    expect(main.locator("summary", has_text=re.compile(r"Thinking · \d+\.\d s"))).to_be_visible()
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    expect(page.get_by_role("navigation")).to_contain_text("Why is the sky blue?")
+
+    # A reload shows everything stored, with the conversation's model still picked.
+    url = page.url
+    page.reload()
+    expect(main).to_contain_text("Why is the sky blue?")
+    expect(main).to_contain_text("The answer begins and ends.")
+    expect(page.get_by_text("536 tokens · $0.0001554")).to_be_visible()
+    expect(page.get_by_label("Model")).to_have_value(
+        page.get_by_label("Model").locator("option", has_text="Gemini 3 Pro (thinking)").get_attribute("value")
+    )
+
+    # The second turn goes to the same conversation and carries the first as history.
+    page.get_by_label("Message").fill("And at sunset?")
+    page.get_by_role("button", name="Send").click()
+    expect(main).to_contain_text("Second answer.")
+    assert page.url == url
+    history = module_gateway.requests[-1].json["history"]
+    assert [turn["role"] for turn in history] == ["user", "assistant"]
+    assert history[1]["content"][0]["content"] == "The answer *begins* and ends."  # the markdown, as written
+
+
+def test_shift_enter_adds_a_line_and_a_refused_message_stays_in_the_box(page, app, module_gateway):
+    from playwright.sync_api import expect
+
+    sign_up(page, app)
+    requests_before = len(module_gateway.requests)
+    box = page.get_by_label("Message")
+    box.fill("   ")
+    box.press("Enter")
+    expect(page.get_by_role("alert").filter(has_text="Type a message first")).to_be_visible()
+
+    box.fill("line one")
+    box.press("Shift+Enter")
+    box.press_sequentially("line two")
+    expect(box).to_have_value("line one\nline two")
+    assert len(module_gateway.requests) == requests_before  # nothing was sent
+
+
+def test_it_works_out_of_the_box_with_the_demo_gateway(page, demo_app):
+    from playwright.sync_api import expect
+
+    sign_up(page, demo_app)
+    main = page.get_by_role("main")
+    expect(main).to_contain_text("demo gateway")
+    page.get_by_label("Model").select_option(label="Gemini 3 Pro (thinking)")
+    page.get_by_label("Message").fill("Hello demo")
+    page.get_by_role("button", name="Send").click()
+    expect(main.locator("summary", has_text=re.compile(r"Thinking · \d+\.\d s"))).to_be_visible()
+    expect(main.locator(".usage")).to_contain_text(re.compile(r"\d+ tokens · \$0\.0000\d+"))
+    expect(main.locator(".answer code").first).to_be_visible()
+    page.reload()
+    expect(main).to_contain_text("Hello demo")
