@@ -24,6 +24,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused
             return
         self.shown_seq: dict[int, int] = {}  # answer id -> last delta shown
+        self.watching: set[str] = set()  # groups this socket joined
         conversation_id = self.scope["url_route"]["kwargs"].get("conversation_id")
         conversation = None
         if conversation_id is not None:
@@ -32,9 +33,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self.close()
                 return
             await self.channel_layer.group_add(conversation.group_name, self.channel_name)
+            self.watching.add(conversation.group_name)
         await self.accept()
         if conversation is not None:
             await self.catch_up(conversation)
+
+    async def disconnect(self, code):
+        # Leave the groups at once, so no delta queues up for a socket that is gone.
+        for group in getattr(self, "watching", ()):
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
         try:
@@ -83,6 +90,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         conversation = await generation.start(
             user=self.user, conversation=conversation, model=model, text=text, channel_name=self.channel_name
         )
+        self.watching.add(conversation.group_name)  # start() put this socket in the group
         await self.send(fragments.accepted(conversation, new=new))
 
     async def stop(self, data: dict):
