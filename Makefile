@@ -2,11 +2,6 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PORT ?= 8080
-
-# Local secrets live in .env (created below, ignored by git) and reach every command.
--include .env
-export
 
 .PHONY: install run test clean
 
@@ -15,19 +10,17 @@ install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-.env:
-	$(PYTHON) -c 'import secrets; print("SECRET_KEY=" + secrets.token_urlsafe(50))' > .env
-	@echo "Created .env with a new SECRET_KEY (kept out of git)."
-
-run: install .env
+# Local secrets (SECRET_KEY, FIELD_ENCRYPTION_KEYS) live in .env, which the settings
+# read; it is created once and kept out of git. PORT (default 8080) and the rest come
+# from the environment or .env.
+run: install
+	$(BIN)/python -m chatsite.localenv .env
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
-	@echo "chatsite: http://127.0.0.1:$(PORT)/"
-	$(BIN)/daphne --bind 127.0.0.1 --port $(PORT) chatsite.asgi:application
+	$(BIN)/python -m chatsite.serve
 
 test: install
 	$(BIN)/python -m pytest

@@ -11,9 +11,17 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+# Local values from .env (`make run` creates it with fresh secrets); the real
+# environment wins. ENV_FILE="" turns this off (the tests do).
+ENV_FILE = os.environ.get("ENV_FILE", str(BASE_DIR / ".env"))
+if ENV_FILE:
+    load_dotenv(ENV_FILE, override=False)
 
 
 def env_bool(name: str, default: bool) -> bool:
@@ -169,12 +177,35 @@ STORAGES = {
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    # Every line passes the vault's scrubber: no decrypted API key reaches a log.
+    "filters": {"scrub_keys": {"()": "conversations.vault.Scrubber"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["scrub_keys"]}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {"conversations": {"level": os.environ.get("LOG_LEVEL", "INFO")}},
 }
 
 # --- chatsite's own settings -------------------------------------------------------
+
+# Users' gateway keys are encrypted with these Fernet keys (comma-separated): the first
+# encrypts, all decrypt, so a new key goes first and the old one stays until
+# `manage.py rotate_encryption_keys` has re-encrypted everything under the new one.
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS")
+if not FIELD_ENCRYPTION_KEYS:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "FIELD_ENCRYPTION_KEYS is not set. Generate one with `python -c 'from cryptography.fernet "
+            "import Fernet; print(Fernet.generate_key().decode())'` (`make run` puts one in .env)."
+        )
+    # A fixed, public key: DEBUG only, and never derived from SECRET_KEY.
+    FIELD_ENCRYPTION_KEYS = ["ZGVidWctb25seS1ub3Qtc2VjcmV0LWRlYnVnLW9ubHk="]
+for _position, _key in enumerate(FIELD_ENCRYPTION_KEYS, start=1):
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"FIELD_ENCRYPTION_KEYS: key number {_position} is not a Fernet key "
+            "(32 url-safe base64-encoded bytes)."
+        ) from None
 
 ALLOW_SIGNUP = env_bool("ALLOW_SIGNUP", True)
 

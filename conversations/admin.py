@@ -1,6 +1,10 @@
+from django import forms
 from django.contrib import admin
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_post_parameters
 
-from conversations.models import Conversation, CostLog, GatewayModel, Message
+from conversations import vault
+from conversations.models import ApiKey, Conversation, CostLog, GatewayModel, Message, SiteSettings
 
 
 @admin.register(GatewayModel)
@@ -38,3 +42,70 @@ class CostLogAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Who has keys, masked. Revoking is deleting; nobody can read a key here."""
+
+    list_display = ["user", "label", "masked", "in_use", "created_at", "last_used_at", "refused_at"]
+    list_filter = ["in_use"]
+    search_fields = ["user__username", "label"]
+    fields = ["user", "label", "masked", "in_use", "created_at", "last_used_at", "refused_at"]
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    def has_add_permission(self, request):
+        return False  # users add their own keys; the admin never types one for them
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Revoke (delete) the selected keys", permissions=["delete"])
+    def revoke(self, request, queryset):
+        count = queryset.count()
+        queryset.delete()
+        self.message_user(request, f"Revoked {count} key(s).")
+
+
+class SiteSettingsForm(forms.ModelForm):
+    new_shared_key = forms.CharField(
+        label="New shared key",
+        required=False,
+        strip=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Leave empty to keep the current one. It is stored encrypted and never shown again.",
+    )
+    clear_shared_key = forms.BooleanField(label="Remove the shared key set here", required=False)
+
+    class Meta:
+        model = SiteSettings
+        fields = ["allow_shared_key"]
+
+    def clean_new_shared_key(self):
+        value = self.cleaned_data["new_shared_key"]
+        return vault.clean_value(value) if value.strip() else ""
+
+
+@admin.register(SiteSettings)
+class SiteSettingsAdmin(admin.ModelAdmin):
+    form = SiteSettingsForm
+    fields = ["shared_key_masked", "new_shared_key", "clear_shared_key", "allow_shared_key"]
+    readonly_fields = ["shared_key_masked"]
+
+    def has_add_permission(self, request):
+        return not SiteSettings.objects.exists()
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @method_decorator(sensitive_post_parameters("new_shared_key"))
+    def changeform_view(self, request, *args, **kwargs):
+        return super().changeform_view(request, *args, **kwargs)
+
+    def save_model(self, request, obj, form, change):
+        if form.cleaned_data["clear_shared_key"]:
+            obj.set_shared_key("")
+        elif form.cleaned_data["new_shared_key"]:
+            obj.set_shared_key(form.cleaned_data["new_shared_key"])
+        super().save_model(request, obj, form, change)

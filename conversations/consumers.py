@@ -14,7 +14,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from conversations import fragments, generation
-from conversations.models import Conversation, GatewayModel, Message
+from conversations.models import ApiKey, Conversation, GatewayModel, Message, SiteSettings
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -86,9 +86,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if await database_sync_to_async(conversation.generating_message)():
                 await self.send_error("An answer is still being generated here. Stop it or wait for it.")
                 return
+        key = await database_sync_to_async(ApiKey.for_user)(self.user)
+        if key is None and not await database_sync_to_async(lambda: SiteSettings.load().fallback_allowed)():
+            await self.send(fragments.no_api_key())
+            return
         new = conversation is None
         conversation = await generation.start(
-            user=self.user, conversation=conversation, model=model, text=text, channel_name=self.channel_name
+            user=self.user,
+            conversation=conversation,
+            model=model,
+            text=text,
+            api_key_id=key.pk if key else None,
+            channel_name=self.channel_name,
         )
         self.watching.add(conversation.group_name)  # start() put this socket in the group
         await self.send(fragments.accepted(conversation, new=new))

@@ -39,3 +39,7 @@ def accepted(conversation: Conversation, *, new: bool) -> str:
 
 def error(text: str) -> str:
     return _render("error", {"error": text})
+
+
+def no_api_key() -> str:
+    return _render("no_api_key", {})

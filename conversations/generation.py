@@ -28,8 +28,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from conversations import gateway
-from conversations.models import Conversation, CostLog, GatewayModel, Message
+from conversations import gateway, vault
+from conversations.models import ApiKey, Conversation, CostLog, GatewayModel, Message, SiteSettings
 
 log = logging.getLogger(__name__)
 
@@ -48,15 +48,16 @@ class Snapshot:
 
 
 class Generation:
-    def __init__(self, answer: Message, group: str, body: dict, api_key: str):
+    def __init__(self, answer: Message, group: str, body: dict, user_id: int, api_key_id: int | None):
         self.message_id = answer.pk
         self.conversation_id = answer.conversation_id
-        self.user_id: int | None = None
+        self.user_id = user_id
         self.service_name = answer.service_name
         self.model_name = answer.model_name
         self.group = group
         self.body = body
-        self.api_key = api_key
+        self.api_key_id = api_key_id  # the user's ApiKey, or None for the site's shared key
+        self.key_accepted = False  # the gateway answered with a stream
         self.layer = get_channel_layer()
 
         self.seq = 0  # number of the last delta sent
@@ -96,42 +97,53 @@ class Generation:
             self._reader = asyncio.create_task(self._read())
             sender = asyncio.create_task(self._send_loop())
             await asyncio.wait([self._reader])
-            status, error = self._outcome()
+            status, error, error_kind = self._outcome()
             self._reading = False
             self._wake.set()
             await sender
-            await self._save_end(status, error)
+            await self._save_end(status, error, error_kind)
             await self.layer.group_send(self.group, {"type": "chat.done", "message": self.message_id})
         except Exception:
             log.exception("Generation %s failed unexpectedly", self.message_id)
-            await self._save_end(Message.Status.FAILED, "Something went wrong while relaying the answer.")
+            await self._save_end(Message.Status.FAILED, "Something went wrong while relaying the answer.", "")
             await self.layer.group_send(self.group, {"type": "chat.done", "message": self.message_id})
         finally:
             _running.pop(self.message_id, None)
 
-    def _outcome(self) -> tuple[str, str]:
-        """The answer's status and error text, from how the reader ended."""
+    def _outcome(self) -> tuple[str, str, str]:
+        """The answer's status, error text and error kind, from how the reader ended."""
         if self.final is not None:
-            return Message.Status.COMPLETE, ""
+            return Message.Status.COMPLETE, "", ""
         if self._reader.cancelled():
-            return Message.Status.STOPPED, ""
+            return Message.Status.STOPPED, "", ""
         exc = self._reader.exception()
         if exc is None:  # the adapter raises when no final chunk came; be safe anyway
             exc = gateway.GatewayError("incomplete", "The gateway's answer ended before it was complete.")
+        if isinstance(exc, (ApiKey.DoesNotExist, vault.UndecryptableKey)):
+            log.error("Generation %s: %s", self.message_id, exc)
+            return Message.Status.FAILED, "Your API key could not be read. Add it again on the API keys page.", "key_refused"
         if not isinstance(exc, gateway.GatewayError):
             log.error("Generation %s: unexpected error", self.message_id, exc_info=exc)
-            return Message.Status.FAILED, "Something went wrong while reading the gateway's answer."
+            return Message.Status.FAILED, "Something went wrong while reading the gateway's answer.", ""
         got_text = bool(self.answer or self._pending_answer or self.thinking or self._pending_thinking)
         if got_text and exc.kind in ("cut", "incomplete", "timeout"):
-            return Message.Status.INTERRUPTED, exc.message
-        return Message.Status.FAILED, exc.message
+            return Message.Status.INTERRUPTED, exc.message, exc.kind
+        return Message.Status.FAILED, exc.message, exc.kind
+
+    @database_sync_to_async
+    def _reveal_key(self) -> str:
+        """Decrypted here, at the last moment, and held only by the request."""
+        if self.api_key_id is None:
+            return SiteSettings.load().shared_key()
+        return ApiKey.objects.get(pk=self.api_key_id, user_id=self.user_id).reveal()
 
     async def _read(self) -> None:
         client = gateway.get_client(gateway.default_timeout(read=settings.UPSTREAM_READ_TIMEOUT))
         stream = gateway.stream_generate(
-            base_url=settings.UPSTREAM_BASE_URL, api_key=self.api_key, body=self.body, client=client
+            base_url=settings.UPSTREAM_BASE_URL, api_key=await self._reveal_key(), body=self.body, client=client
         )
         async for item in stream:
+            self.key_accepted = True
             if isinstance(item, gateway.Delta):
                 if item.name == "thinking":
                     if self._thinking_started is None:
@@ -199,7 +211,7 @@ class Generation:
         Message.objects.filter(pk=self.message_id).update(content=answer, thinking=thinking)
 
     @database_sync_to_async
-    def _save_end(self, status: str, error: str) -> None:
+    def _save_end(self, status: str, error: str, error_kind: str) -> None:
         answer, thinking = self._texts()
         if self._thinking_started is not None and self.thinking_seconds is None:
             # Thought until the end: it never got to an answer.
@@ -211,12 +223,15 @@ class Generation:
                 thinking=thinking,
                 status=status,
                 error=error,
+                error_kind=error_kind,
                 thinking_seconds=self.thinking_seconds,
                 warnings=final.warnings if final else [],
                 extras=_jsonable(self.extras),
                 skipped_lines=self.skipped,
                 updated_at=timezone.now(),
             )
+            if self.api_key_id is not None:
+                self._record_key_use(error_kind)
             if final is not None:
                 CostLog.objects.create(
                     user_id=self.user_id,
@@ -233,6 +248,17 @@ class Generation:
                     warnings=final.warnings,
                     final_chunk=_jsonable(final.raw),
                 )
+
+
+    def _record_key_use(self, error_kind: str) -> None:
+        """When the key was last used, and whether the gateway refused it (until it works again)."""
+        now = timezone.now()
+        changes = {"last_used_at": now}
+        if error_kind == "key_refused":
+            changes["refused_at"] = now
+        elif self.key_accepted:
+            changes["refused_at"] = None
+        ApiKey.objects.filter(pk=self.api_key_id).update(**changes)
 
 
 def _jsonable(value):
@@ -284,11 +310,20 @@ def _store_turn(user, conversation: Conversation | None, model: GatewayModel, te
     return conversation, question, answer, history
 
 
-async def start(*, user, conversation: Conversation | None, model: GatewayModel, text: str, channel_name: str):
+async def start(
+    *,
+    user,
+    conversation: Conversation | None,
+    model: GatewayModel,
+    text: str,
+    api_key_id: int | None,
+    channel_name: str,
+):
     """Store the turn, tell the group about it, and relay the answer in its own task.
 
     `conversation` is None for a new chat; `channel_name` (the calling socket) joins the
     conversation's group first, so it sees the turn and every delta in order.
+    `api_key_id` is the user's key to send, or None for the site's shared key.
     Returns the conversation.
     """
     new = conversation is None
@@ -300,8 +335,7 @@ async def start(*, user, conversation: Conversation | None, model: GatewayModel,
         history=[gateway.history_turn(m.role, m.content) for m in history],
         parameters={"enable_thinking": True} if model.thinking else None,
     )
-    generation = Generation(answer, conversation.group_name, body, settings.UPSTREAM_API_KEY)
-    generation.user_id = user.pk
+    generation = Generation(answer, conversation.group_name, body, user.pk, api_key_id)
     _running[answer.pk] = generation
     layer = get_channel_layer()
     await layer.group_add(conversation.group_name, channel_name)

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+from conversations import vault
 from conversations.money import MoneyField
 
 
@@ -92,6 +93,9 @@ class Message(models.Model):
     thinking = models.TextField(blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.COMPLETE)
     error = models.TextField(blank=True)
+    # The GatewayError kind ("key_refused", "rate_limited"...), so the page can offer
+    # the right way out (a link to the API keys page, a retry).
+    error_kind = models.CharField(max_length=30, blank=True)
     service_name = models.CharField(max_length=100, blank=True)
     model_name = models.CharField(max_length=100, blank=True)
     thinking_seconds = models.FloatField(null=True, blank=True)
@@ -146,3 +150,96 @@ class CostLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.cost_total}"
+
+
+class ApiKey(models.Model):
+    """A user's own gateway key, encrypted at rest; only its mask is ever shown again."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="api_keys")
+    label = models.CharField(max_length=100)
+    ciphertext = models.TextField(editable=False)
+    masked = models.CharField(max_length=40, editable=False)
+    in_use = models.BooleanField(default=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    refused_at = models.DateTimeField(null=True, blank=True, help_text="When the gateway last refused it (401/403).")
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        verbose_name = "API key"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "label"], name="unique_api_key_label"),
+            models.UniqueConstraint(fields=["user"], condition=models.Q(in_use=True), name="one_api_key_in_use"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.masked})"
+
+    def set_secret(self, secret: str) -> None:
+        self.ciphertext = vault.encrypt(secret)
+        self.masked = vault.mask(secret)
+        self.refused_at = None  # a new value deserves a new chance
+
+    def reveal(self) -> str:
+        """The key in clear: call only to build the gateway request."""
+        return vault.decrypt(self.ciphertext)
+
+    @property
+    def refused(self) -> bool:
+        return self.refused_at is not None
+
+    @classmethod
+    def for_user(cls, user) -> ApiKey | None:
+        """The key the user's chats use: the one marked in use, else the newest."""
+        keys = cls.objects.filter(user=user)
+        return keys.filter(in_use=True).first() or keys.order_by("-created_at", "-id").first()
+
+    def use(self) -> None:
+        """Make this the key the user's chats use."""
+        with transaction.atomic():
+            ApiKey.objects.filter(user_id=self.user_id, in_use=True).exclude(pk=self.pk).update(in_use=False)
+            self.in_use = True
+            self.save(update_fields=["in_use"])
+
+
+class SiteSettings(models.Model):
+    """The site's shared gateway key and whether users without a key may use it (one row)."""
+
+    shared_key_ciphertext = models.TextField(blank=True, editable=False)
+    shared_key_masked = models.CharField(max_length=40, blank=True, editable=False)
+    allow_shared_key = models.BooleanField(
+        default=False,
+        help_text="Users with no key of their own chat with the shared key "
+        "(the one set here, else UPSTREAM_API_KEY).",
+    )
+
+    class Meta:
+        verbose_name = verbose_name_plural = "site settings"
+
+    def __str__(self) -> str:
+        return "Site settings"
+
+    @classmethod
+    def load(cls) -> SiteSettings:
+        return cls.objects.get_or_create(pk=1)[0]
+
+    def set_shared_key(self, secret: str) -> None:
+        self.shared_key_ciphertext = vault.encrypt(secret) if secret else ""
+        self.shared_key_masked = vault.mask(secret) if secret else ""
+
+    def shared_key(self) -> str:
+        """The shared key in clear (the admin's, else UPSTREAM_API_KEY), or ""."""
+        if self.shared_key_ciphertext:
+            return vault.decrypt(self.shared_key_ciphertext)
+        if settings.UPSTREAM_API_KEY:
+            vault.remember(settings.UPSTREAM_API_KEY)
+        return settings.UPSTREAM_API_KEY
+
+    @property
+    def has_shared_key(self) -> bool:
+        return bool(self.shared_key_ciphertext or settings.UPSTREAM_API_KEY)
+
+    @property
+    def fallback_allowed(self) -> bool:
+        # The demo gateway takes any key, so a new user can chat without one.
+        return self.has_shared_key and (self.allow_shared_key or settings.DEMO_GATEWAY)

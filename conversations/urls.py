@@ -7,6 +7,10 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("c/<int:conversation_id>/", views.conversation, name="conversation"),
     path("accounts/signup/", views.signup, name="signup"),
+    path("keys/", views.api_keys, name="api-keys"),
+    path("keys/<int:key_id>/use/", views.use_api_key, name="use-api-key"),
+    path("keys/<int:key_id>/replace/", views.replace_api_key, name="replace-api-key"),
+    path("keys/<int:key_id>/delete/", views.delete_api_key, name="delete-api-key"),
 ]
 
 if settings.DEMO_GATEWAY:

@@ -30,7 +30,7 @@
 
   document.addEventListener("htmx:wsAfterMessage", function () {
     const signal = document.getElementById("composer-accepted");
-    if (!signal || signal.dataset.handled) return;
+    if (!signal || !signal.hasAttribute("data-accepted") || signal.dataset.handled) return;
     signal.dataset.handled = "1";
     const box = document.getElementById("message-input");
     if (box && sentText !== null && box.value.startsWith(sentText)) {

@@ -45,11 +45,13 @@ class AppServer:
         self.env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("UPSTREAM_", "DJANGO_", "DATABASE_URL", "REDIS_URL"))
+            if not key.startswith(("UPSTREAM_", "DJANGO_", "DATABASE_URL", "REDIS_URL", "FIELD_ENCRYPTION"))
         }
         self.env.update(
             DJANGO_SETTINGS_MODULE="chatsite.settings",
+            ENV_FILE="",
             SECRET_KEY="browser-tests-only",
+            FIELD_ENCRYPTION_KEYS="YnJvd3Nlci10ZXN0cy1vbmx5LWJyb3dzZXItdGVzdHM=",
             DEBUG="0",
             DATA_DIR=str(data_dir),
             STATIC_ROOT=str(data_dir / "static"),

@@ -67,3 +67,22 @@ def db_models(db_access):
         "thinker": models["gemini-3-pro-thinking-preview"],
         "image": models["gemini-2.5-flash-image"],
     }
+
+
+@pytest.fixture
+def shared_key_allowed(db_access):
+    """Users without a key of their own chat with the site's key (UPSTREAM_API_KEY)."""
+    from conversations.models import SiteSettings
+
+    SiteSettings.objects.update_or_create(pk=1, defaults={"allow_shared_key": True})
+
+
+def add_key(user, label, secret, in_use=True):
+    from conversations.models import ApiKey
+
+    key = ApiKey(user=user, label=label)
+    key.set_secret(secret)
+    key.save()
+    if in_use:
+        key.use()
+    return key

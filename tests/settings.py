@@ -2,14 +2,17 @@
 
 import os
 
+# Hermetic: no developer .env, no real gateway, known secrets.
+os.environ["ENV_FILE"] = ""
 os.environ.setdefault("SECRET_KEY", "tests-only-not-secret")
-os.environ.setdefault("UPSTREAM_BASE_URL", "http://127.0.0.1:9/api/v1")  # each test points it at its fake
-os.environ.setdefault("UPSTREAM_API_KEY", "sk_test_site_key")
+os.environ["UPSTREAM_BASE_URL"] = "http://127.0.0.1:9/api/v1"  # each test points it at its fake
+os.environ["UPSTREAM_API_KEY"] = "sk_test_site_key"
+os.environ["FIELD_ENCRYPTION_KEYS"] = "dGVzdHMtb25seS10ZXN0cy1vbmx5LXRlc3RzLW9ubHk="
 
 from chatsite.settings import *  # noqa: E402,F403
 
-# Page renders in tests use {% static %} without running collectstatic.
 STATIC_ROOT = None  # nothing collected; WhiteNoise would warn about a missing folder
+# Page renders in tests use {% static %} without running collectstatic.
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast logins in tests
 STREAM_FLUSH_INTERVAL = 0.01

@@ -67,6 +67,18 @@ def sign_up(page, server):
     expect(page.get_by_label("Message")).to_be_visible()
 
 
+def add_key(page, server, label, secret):
+    from playwright.sync_api import expect
+
+    page.goto(server.url + "/")
+    page.get_by_role("link", name="API keys").click()
+    page.get_by_label("Label").fill(label)
+    page.get_by_label("API key").fill(secret)
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Saved “{label}”")
+    page.get_by_role("link", name="Chats").click()
+
+
 def test_it_streams_thinking_and_answer_live_then_renders_them(page, app, module_gateway):
     from playwright.sync_api import expect
 
@@ -84,6 +96,7 @@ def test_it_streams_thinking_and_answer_live_then_renders_them(page, app, module
         stream_reply(["Second answer."]),
     )
     sign_up(page, app)
+    add_key(page, app, "Personal", "sk_live_0123456789abcdef")
     main = page.get_by_role("main")
     page.get_by_label("Model").select_option(label="Gemini 3 Pro (thinking)")
     page.get_by_label("Message").fill("Why is the sky blue?")
@@ -97,6 +110,7 @@ def test_it_streams_thinking_and_answer_live_then_renders_them(page, app, module
     expect(page).to_have_url(re.compile(r"/c/\d+/$"))
     expect(page.get_by_label("Message")).to_have_value("")
     assert not release.is_set()
+    assert module_gateway.requests[-1].headers["x-api-key"] == "sk_live_0123456789abcdef"
 
     release.set()
     expect(page.get_by_text("536 tokens · $0.0001554")).to_be_visible()
@@ -157,3 +171,38 @@ def test_it_works_out_of_the_box_with_the_demo_gateway(page, demo_app):
     expect(main.locator(".answer code").first).to_be_visible()
     page.reload()
     expect(main).to_contain_text("Hello demo")
+
+
+def test_it_keeps_a_key_masked_and_deletes_it(page, app, module_gateway):
+    from playwright.sync_api import expect
+
+    sign_up(page, app)
+    secret = "sk_test_9f8e7d6c5b4a3210ffee"
+    add_key(page, app, "Work", secret)
+
+    # Chat with it: the gateway gets the key, the browser never sees it again.
+    module_gateway.queue(stream_reply(["Keyed answer."]))
+    page.get_by_label("Message").fill("Hello with my key")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("main")).to_contain_text("Keyed answer.")
+    assert module_gateway.requests[-1].headers["x-api-key"] == secret
+
+    page.get_by_role("link", name="API keys").click()
+    row = page.get_by_role("row", name=re.compile("Work"))
+    expect(row).to_contain_text("sk_…ffee")
+    expect(row).to_contain_text("In use")
+    assert secret not in page.content()
+    assert page.get_by_label("API key").input_value() == ""
+
+    page.get_by_role("link", name="Delete Work").click()
+    expect(page.get_by_role("heading")).to_contain_text("Delete “Work”?")
+    page.get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("status")).to_contain_text("Deleted “Work”")
+    expect(page.get_by_role("row", name=re.compile("Work"))).to_have_count(0)
+
+    # Without a key (and no shared key allowed), the chat asks for one.
+    page.get_by_role("link", name="Chats").click()
+    page.get_by_label("Message").fill("Anyone there?")
+    page.get_by_role("button", name="Send").click()
+    expect(page.get_by_role("alert").filter(has_text="Add your gateway API key")).to_be_visible()
+    expect(page.get_by_label("Message")).to_have_value("Anyone there?")

@@ -14,7 +14,7 @@ from conversations.models import Conversation, CostLog, GatewayModel, Message
 from tests.chat import connect, frames_until, no_generation_left, open_socket, until_done
 from tests.fakegateway import Cut, Pause, Reply, Wait, chunk, error_reply, final, sse, stream_reply
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shared_key_allowed")]
 
 
 def send(text="Hello", model=None, conversation="", **extra):

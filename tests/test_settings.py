@@ -8,12 +8,20 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+FERNET_KEY = "dGVzdHMtb25seS10ZXN0cy1vbmx5LXRlc3RzLW9ubHk="
 
 
 def load_settings(tmp_path, **env):
     """Import chatsite.settings in a fresh interpreter with exactly this environment."""
-    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG") and not k.startswith("UPSTREAM_")}
-    clean.update(DATA_DIR=str(tmp_path), **env)
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("SECRET_KEY", "DEBUG", "FIELD_ENCRYPTION_KEYS") and not k.startswith("UPSTREAM_")
+    }
+    clean.update(DATA_DIR=str(tmp_path), ENV_FILE="")
+    if "SECRET_KEY" in env:
+        clean["FIELD_ENCRYPTION_KEYS"] = FERNET_KEY
+    clean.update(env)
     code = (
         "import chatsite.settings as s; "
         "print(s.DEBUG, s.PORT, s.UPSTREAM_BASE_URL, s.DEMO_GATEWAY, s.CHANNEL_LAYERS['default']['BACKEND'], "
@@ -63,3 +71,36 @@ def test_it_fails_loudly_on_bad_configuration(tmp_path, env, message):
 def test_it_allows_a_missing_secret_key_only_in_debug(tmp_path):
     result = load_settings(tmp_path, DEBUG="true")
     assert result.returncode == 0, result.stderr
+
+
+def test_it_requires_encryption_keys_without_debug(tmp_path):
+    result = load_settings(tmp_path, SECRET_KEY="k", FIELD_ENCRYPTION_KEYS="")
+    assert result.returncode != 0 and "FIELD_ENCRYPTION_KEYS is not set" in result.stderr
+
+
+def test_it_refuses_a_malformed_encryption_key(tmp_path):
+    result = load_settings(tmp_path, SECRET_KEY="k", FIELD_ENCRYPTION_KEYS=f"{FERNET_KEY},not-a-key")
+    assert result.returncode != 0 and "key number 2 is not a Fernet key" in result.stderr
+
+
+def test_it_reads_dotenv_but_the_environment_wins(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text(f"SECRET_KEY=from-file\nFIELD_ENCRYPTION_KEYS={FERNET_KEY}\nPORT=9100\n")
+    result = load_settings(tmp_path, ENV_FILE=str(env_file))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[1] == "9100"
+    result = load_settings(tmp_path, ENV_FILE=str(env_file), PORT="9200")
+    assert result.stdout.split()[1] == "9200"
+
+
+def test_localenv_creates_missing_secrets_once(tmp_path):
+    from chatsite.localenv import ensure
+
+    env_file = tmp_path / ".env"
+    env_file.write_text("UPSTREAM_BASE_URL=http://localhost:8000/api/v1")
+    assert ensure(env_file) == ["SECRET_KEY", "FIELD_ENCRYPTION_KEYS"]
+    first = env_file.read_text()
+    assert first.startswith("UPSTREAM_BASE_URL=http://localhost:8000/api/v1\n")
+    assert ensure(env_file) == []
+    assert env_file.read_text() == first  # never replaced: stored keys stay readable
+    assert oct(env_file.stat().st_mode & 0o777) == "0o600"
