@@ -22,8 +22,11 @@ run: install
 	$(BIN)/python manage.py collectstatic --noinput --verbosity 0
 	$(BIN)/python -m chatsite.serve
 
+# The suite on SQLite and the in-memory layer, then again on PostgreSQL and Redis when
+# they are reachable (.ci/services starts them; CI must not skip that pass).
 test: install
 	$(BIN)/python -m pytest
+	$(BIN)/python tests/scaleout.py
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -99,8 +99,26 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
 ]
+
+# No inline scripts anywhere: page behaviour lives in static/chatsite.js, and htmx is
+# told not to inject its indicator styles. Inline style attributes stay allowed for the
+# Django admin. Answers may show https images (markdown); data: is the favicon.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "https:"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 ROOT_URLCONF = "chatsite.urls"
 ASGI_APPLICATION = "chatsite.asgi.application"
@@ -140,11 +158,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = os.environ.get("REDIS_URL", "")
 if REDIS_URL:
+    # Redis pub/sub: a live relay needs no message persistence (the database keeps the
+    # text), and it has the lower latency. The list-based RedisChannelLayer lost deltas
+    # here when several of a process's channels were read at once.
     CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "capacity": 1000},
-        }
+        "default": {"BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
     }
 else:
     CHANNEL_LAYERS = {
@@ -226,11 +244,30 @@ UPSTREAM_READ_TIMEOUT = env_float("UPSTREAM_READ_TIMEOUT", 120.0)
 DEMO_GATEWAY_DELAY = env_float("DEMO_GATEWAY_DELAY", 0.03)
 
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 100_000)
+# A socket frame carries a message as JSON (escapes can make it longer) plus a few fields.
+MAX_FRAME_CHARS = env_int("MAX_FRAME_CHARS", MAX_MESSAGE_CHARS * 6 + 65_536)
+MAX_CONCURRENT_GENERATIONS = env_int("MAX_CONCURRENT_GENERATIONS", 2)
+MAX_MESSAGES_PER_MINUTE = env_int("MAX_MESSAGES_PER_MINUTE", 30)
+# Automatic retries while nothing has arrived (connection refused, timeout, 5xx).
+UPSTREAM_RETRIES = env_int("UPSTREAM_RETRIES", 2)
+UPSTREAM_RETRY_BACKOFF = env_float("UPSTREAM_RETRY_BACKOFF", 1.0)
 # Coalescing window for deltas sent to the browser, and the checkpoint interval.
 STREAM_FLUSH_INTERVAL = env_float("STREAM_FLUSH_INTERVAL", 0.04)
 STREAM_CHECKPOINT_INTERVAL = env_float("STREAM_CHECKPOINT_INTERVAL", 1.0)
+# A running answer is touched this often even when silent; one untouched for
+# STREAM_ORPHAN_AFTER seconds belongs to a process that died (with several processes).
+STREAM_HEARTBEAT_INTERVAL = env_float("STREAM_HEARTBEAT_INTERVAL", 5.0)
+STREAM_ORPHAN_AFTER = env_float("STREAM_ORPHAN_AFTER", 30.0)
+# How long a (re)connecting socket waits for the running generation's text so far.
+STREAM_CATCH_UP_TIMEOUT = env_float("STREAM_CATCH_UP_TIMEOUT", 3.0)
 
-if not DEBUG:
-    SESSION_COOKIE_HTTPONLY = True
-    CSRF_COOKIE_SAMESITE = "Lax"
-    SECURE_CONTENT_TYPE_NOSNIFF = True
+# HTTPS=1 when the site is served over TLS (usually by a proxy that sets
+# X-Forwarded-Proto): secure cookies, redirects to https and HSTS.
+HTTPS = env_bool("HTTPS", False)
+if HTTPS:
+    SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = True
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", True)

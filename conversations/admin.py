@@ -3,8 +3,9 @@ from django.contrib import admin
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
-from conversations import vault
-from conversations.models import ApiKey, Conversation, CostLog, GatewayModel, Message, SiteSettings
+from conversations import budgets, vault
+from conversations.models import ApiKey, Budget, Conversation, CostLog, GatewayModel, Message, SiteSettings
+from conversations.money import format_money
 
 
 @admin.register(GatewayModel)
@@ -80,7 +81,7 @@ class SiteSettingsForm(forms.ModelForm):
 
     class Meta:
         model = SiteSettings
-        fields = ["allow_shared_key"]
+        fields = ["allow_shared_key", "default_monthly_budget"]
 
     def clean_new_shared_key(self):
         value = self.cleaned_data["new_shared_key"]
@@ -90,7 +91,7 @@ class SiteSettingsForm(forms.ModelForm):
 @admin.register(SiteSettings)
 class SiteSettingsAdmin(admin.ModelAdmin):
     form = SiteSettingsForm
-    fields = ["shared_key_masked", "new_shared_key", "clear_shared_key", "allow_shared_key"]
+    fields = ["shared_key_masked", "new_shared_key", "clear_shared_key", "allow_shared_key", "default_monthly_budget"]
     readonly_fields = ["shared_key_masked"]
 
     def has_add_permission(self, request):
@@ -109,3 +110,20 @@ class SiteSettingsAdmin(admin.ModelAdmin):
         elif form.cleaned_data["new_shared_key"]:
             obj.set_shared_key(form.cleaned_data["new_shared_key"])
         super().save_model(request, obj, form, change)
+
+
+@admin.register(Budget)
+class BudgetAdmin(admin.ModelAdmin):
+    """Per-user monthly budgets; users without one get the default in Site settings."""
+
+    list_display = ["user", "limit", "spent_this_month"]
+    search_fields = ["user__username"]
+    autocomplete_fields = ["user"]
+
+    @admin.display(description="Monthly limit")
+    def limit(self, obj):
+        return format_money(obj.monthly_limit) if obj.monthly_limit is not None else "No limit"
+
+    @admin.display(description="Spent this month")
+    def spent_this_month(self, obj):
+        return format_money(budgets.spent_this_month(obj.user))

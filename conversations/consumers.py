@@ -1,19 +1,21 @@
 """The chat socket: checks who is asking and what for, then delegates.
 
-One socket per page. It watches the conversation the page shows (its Channels group),
-hands "send" and "stop" to the generation module, and turns the group's events into
-htmx out-of-band fragments (see fragments.py).
+One socket per page. It watches the conversation the page shows (its Channels group)
+and the user's own group (the sidebar), hands "send", "stop" and "retry" to the
+generation module, and turns the groups' events into htmx out-of-band fragments (see
+fragments.py).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from conversations import fragments, generation
+from conversations import budgets, fragments, generation, limits
 from conversations.models import ApiKey, Conversation, GatewayModel, Message, SiteSettings
 
 
@@ -24,29 +26,33 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused
             return
         self.shown_seq: dict[int, int] = {}  # answer id -> last delta shown
+        self.awaiting: dict[int, list[dict]] = {}  # answer id -> deltas held until its catch-up
         self.watching: set[str] = set()  # groups this socket joined
-        conversation_id = self.scope["url_route"]["kwargs"].get("conversation_id")
         conversation = None
+        conversation_id = self.scope["url_route"]["kwargs"].get("conversation_id")
         if conversation_id is not None:
             conversation = await self.owned(conversation_id)
             if conversation is None:
                 await self.close()
                 return
-            await self.channel_layer.group_add(conversation.group_name, self.channel_name)
-            self.watching.add(conversation.group_name)
+            await self.watch(conversation.group_name)
+        await self.watch(Conversation.user_group_name(self.user.pk))
         await self.accept()
         if conversation is not None:
-            await self.catch_up(conversation)
+            await self.resync(conversation)
 
     async def disconnect(self, code):
+        if deadline := getattr(self, "deadline", None):
+            deadline.cancel()
         # Leave the groups at once, so no delta queues up for a socket that is gone.
         for group in getattr(self, "watching", ()):
             await self.channel_layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
+        if text_data is None or len(text_data) > settings.MAX_FRAME_CHARS:
+            await self.send_error("That request is too large to send. Shorten the message and try again.")
+            return
         try:
-            if text_data is None or len(text_data) > settings.MAX_MESSAGE_CHARS * 2 + 10_000:
-                raise ValueError
             data = json.loads(text_data)
             if not isinstance(data, dict):
                 raise ValueError
@@ -58,6 +64,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_message(data)
         elif action == "stop":
             await self.stop(data)
+        elif action == "retry":
+            await self.retry(data)
         else:
             await self.send_error("Unknown action.")
 
@@ -83,12 +91,18 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if conversation is None:
                 await self.send_error("That conversation was not found.")
                 return
-            if await database_sync_to_async(conversation.generating_message)():
+            if await self.generating(conversation):
                 await self.send_error("An answer is still being generated here. Stop it or wait for it.")
                 return
+        if refusal := await database_sync_to_async(limits.refusal)(self.user):
+            await self.send_error(refusal)
+            return
         key = await database_sync_to_async(ApiKey.for_user)(self.user)
         if key is None and not await database_sync_to_async(lambda: SiteSettings.load().fallback_allowed)():
             await self.send(fragments.no_api_key())
+            return
+        if budget := await self.budget_exceeded():
+            await self.send_error(budget.message)
             return
         new = conversation is None
         conversation = await generation.start(
@@ -102,47 +116,138 @@ class ChatConsumer(AsyncWebsocketConsumer):
         self.watching.add(conversation.group_name)  # start() put this socket in the group
         await self.send(fragments.accepted(conversation, new=new))
 
+    async def retry(self, data: dict):
+        """A fresh answer to the last question, after a failed or interrupted one."""
+        answer = await self.owned_answer(data.get("message"))
+        if answer is None:
+            await self.send_error("That answer was not found.")
+            return
+        conversation = answer.conversation
+        if await self.generating(conversation):
+            await self.send_error("An answer is still being generated here. Stop it or wait for it.")
+            return
+        if not answer.retryable or answer.pk != await database_sync_to_async(conversation.last_answer_id)():
+            await self.send_error("Only the last answer can be retried, after it failed or was cut short.")
+            return
+        model = await self.answer_model(answer)
+        if model is None:
+            await self.send_error("The model of that answer is no longer available. Pick another and send again.")
+            return
+        if refusal := await database_sync_to_async(limits.refusal)(self.user):
+            await self.send_error(refusal)
+            return
+        key = await database_sync_to_async(ApiKey.for_user)(self.user)
+        if key is None and not await database_sync_to_async(lambda: SiteSettings.load().fallback_allowed)():
+            await self.send(fragments.no_api_key())
+            return
+        if budget := await self.budget_exceeded():
+            await self.send_error(budget.message)
+            return
+        await generation.retry(
+            user=self.user, answer=answer, model=model, api_key_id=key.pk if key else None,
+            channel_name=self.channel_name,
+        )
+        self.watching.add(conversation.group_name)
+
     async def stop(self, data: dict):
         conversation = await self.owned(data.get("conversation"))
         if conversation is None:
             await self.send_error("That conversation was not found.")
             return
         answer = await database_sync_to_async(conversation.generating_message)()
-        if answer is None or not generation.stop(answer.pk):
+        if answer is None:
             await self.send_error("Nothing is being generated here.")
+            return
+        await generation.stop(answer.pk)  # wherever it runs; its end reaches every tab
 
-    async def catch_up(self, conversation: Conversation):
-        """A socket joining mid-answer gets the text so far, then only later deltas."""
-        answer = await database_sync_to_async(conversation.generating_message)()
-        running = answer and generation.running(answer.pk)
-        if running:
-            snapshot = running.snapshot()
-            self.shown_seq[answer.pk] = snapshot.seq
-            await self.send(fragments.catch_up(answer.pk, snapshot))
+    async def resync(self, conversation: Conversation):
+        """Bring a page that (re)connects up to date: the answer so far, then only later deltas."""
+        await database_sync_to_async(generation.sweep_orphans)(self.user.pk)
+        answer = await database_sync_to_async(conversation.last_answer)()
+        if answer is None:
+            return
+        if answer.is_streaming:
+            # Ask the generation (in whichever process runs it) for its text so far;
+            # deltas that arrive meanwhile wait, and those the reply covers are dropped.
+            self.awaiting[answer.pk] = []
+            await generation.request_snapshot(answer.pk, self.channel_name)
+            self.deadline = asyncio.create_task(self.catch_up_deadline(answer.pk))
+        else:
+            # Finished while this page was away (or just now): show its final state.
+            await self.send(await database_sync_to_async(fragments.done_for)(answer.pk))
 
-    # --- events from the conversation's group ---------------------------------------
+    # --- events from the groups -------------------------------------------------------
 
     async def chat_turn(self, event):
-        question, answer = await database_sync_to_async(load_messages)(event["question"], event["answer"])
-        self.shown_seq[answer.pk] = 0
-        await self.send(fragments.turn(question, answer))
+        html = await database_sync_to_async(fragments.turn_for)(event["question"], event["answer"], event["model_name"])
+        self.shown_seq[event["answer"]] = 0
+        await self.send(html)
+
+    async def chat_status(self, event):
+        await self.send(fragments.status(event["message"], event["text"]))
 
     async def chat_delta(self, event):
         answer_id = event["message"]
+        if answer_id in self.awaiting:
+            self.awaiting[answer_id].append(event)
+            return
         if event["seq"] <= self.shown_seq.get(answer_id, 0):
             return  # already part of this socket's catch-up
         self.shown_seq[answer_id] = event["seq"]
         await self.send(fragments.delta(event))
 
-    async def chat_done(self, event):
-        (answer,) = await database_sync_to_async(load_messages)(event["message"])
-        self.shown_seq.pop(answer.pk, None)
-        await self.send(fragments.done(answer))
+    async def chat_catch_up(self, event):
+        answer_id = event["message"]
+        waiting = self.awaiting.pop(answer_id, None)
+        if waiting is None:
+            return  # not asked for, or already given up on
+        self.shown_seq[answer_id] = event["seq"]
+        await self.send(fragments.catch_up(answer_id, event["answer"], event["thinking"]))
+        for delta in sorted(waiting, key=lambda d: d["seq"]):
+            await self.chat_delta(delta)
 
-    # --- helpers --------------------------------------------------------------------
+    async def catch_up_deadline(self, answer_id: int):
+        await asyncio.sleep(settings.STREAM_CATCH_UP_TIMEOUT)
+        # Through the channel, so it is handled in turn with the other events.
+        await self.channel_layer.send(self.channel_name, {"type": "chat.catch_up_timeout", "message": answer_id})
+
+    async def chat_catch_up_timeout(self, event):
+        """No generation answered: it has just ended, or its process died. Show what is stored."""
+        if self.awaiting.pop(event["message"], None) is not None:
+            await database_sync_to_async(generation.sweep_orphans)(self.user.pk)
+            await self.send(await database_sync_to_async(fragments.done_for)(event["message"]))
+
+    async def chat_done(self, event):
+        self.awaiting.pop(event["message"], None)
+        self.shown_seq.pop(event["message"], None)
+        # Rendering a long answer's markdown takes a while: not on the event loop.
+        await self.send(await database_sync_to_async(fragments.done_for)(event["message"]))
+
+    async def sidebar_update(self, event):
+        # The socket that started a new conversation already added it to its sidebar.
+        prepend = event.get("new") and event.get("origin") != self.channel_name
+        await self.send(await database_sync_to_async(fragments.sidebar_item_for)(event["conversation"], prepend))
+
+    # --- helpers ----------------------------------------------------------------------
+
+    async def watch(self, group: str):
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.watching.add(group)
 
     async def send_error(self, text: str):
         await self.send(fragments.error(text))
+
+    async def budget_exceeded(self) -> budgets.BudgetState | None:
+        """The user's budget state if this month's budget is spent: no new generation then.
+
+        One already running is not stopped: it finishes and its cost is recorded.
+        """
+        state = await database_sync_to_async(budgets.state)(self.user)
+        return state if state.exceeded else None
+
+    async def generating(self, conversation: Conversation) -> bool:
+        await database_sync_to_async(generation.sweep_orphans)(self.user.pk)
+        return await database_sync_to_async(conversation.generating_message)() is not None
 
     @database_sync_to_async
     def owned(self, conversation_id) -> Conversation | None:
@@ -153,13 +258,21 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return None
 
     @database_sync_to_async
+    def owned_answer(self, message_id) -> Message | None:
+        try:
+            return Message.objects.select_related("conversation").get(
+                pk=int(message_id), role=Message.Role.ASSISTANT, conversation__user=self.user
+            )
+        except (Message.DoesNotExist, TypeError, ValueError):
+            return None
+
+    @database_sync_to_async
     def chat_model(self, model_id) -> GatewayModel | None:
         try:
             return GatewayModel.for_chat().get(pk=int(model_id))
         except (GatewayModel.DoesNotExist, TypeError, ValueError):
             return None
 
-
-def load_messages(*ids: int) -> list[Message]:
-    by_id = Message.objects.select_related("cost_log").in_bulk(ids)
-    return [by_id[i] for i in ids]
+    @database_sync_to_async
+    def answer_model(self, answer: Message) -> GatewayModel | None:
+        return GatewayModel.for_chat().filter(service_name=answer.service_name, model_name=answer.model_name).first()

@@ -1,15 +1,17 @@
 """The life of one generation, from the user's message to the stored answer.
 
-`start()` stores the user's message and an empty answer (status streaming), then relays
-the gateway's stream in a task of its own, so the consumer that called it stays free to
-take a Stop. The task
+`start()` (a new turn) and `retry()` (a fresh answer to the last question) store an
+empty answer with status streaming, then relay the gateway's stream in a task of its
+own, so the consumer that called them stays free to take a Stop. The task
 
-1. reads the stream through the gateway adapter and keeps answer and thinking in memory;
+1. reads the stream through the gateway adapter (retrying with backoff while nothing
+   has arrived, never after) and keeps answer and thinking in memory;
 2. coalesces the text that arrives into numbered deltas and sends each to the
    conversation's Channels group (the first chunk after a quiet spell goes at once, later
    ones wait at most STREAM_FLUSH_INTERVAL), where every socket showing the conversation
    turns it into an htmx swap;
-3. checkpoints the text to the database about once a second, never once per chunk;
+3. checkpoints the text to the database about once a second, never once per chunk, and
+   touches the answer every few seconds of silence so other processes can tell it lives;
 4. ends with the text, the status and the CostLog row in one transaction, then tells the
    group the answer is done.
 """
@@ -20,6 +22,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from decimal import Decimal
 
 from channels.db import database_sync_to_async
@@ -37,6 +40,9 @@ log = logging.getLogger(__name__)
 # only a weak reference to a task, which could otherwise be collected mid-stream.
 _running: dict[int, Generation] = {}
 
+# Failures worth retrying automatically, as long as nothing has arrived yet.
+RETRYABLE = {"connect", "timeout", "server"}
+
 
 @dataclass(frozen=True)
 class Snapshot:
@@ -48,23 +54,24 @@ class Snapshot:
 
 
 class Generation:
-    def __init__(self, answer: Message, group: str, body: dict, user_id: int, api_key_id: int | None):
+    def __init__(self, answer: Message, body: dict, user_id: int, api_key_id: int | None):
         self.message_id = answer.pk
         self.conversation_id = answer.conversation_id
         self.user_id = user_id
         self.service_name = answer.service_name
         self.model_name = answer.model_name
-        self.group = group
+        self.group = Conversation.group_name_for(answer.conversation_id)
         self.body = body
         self.api_key_id = api_key_id  # the user's ApiKey, or None for the site's shared key
-        self.key_accepted = False  # the gateway answered with a stream
         self.layer = get_channel_layer()
 
+        self.received = False  # anything arrived: from now on, never retry silently
         self.seq = 0  # number of the last delta sent
         self.answer: list[str] = []  # text already sent as deltas
         self.thinking: list[str] = []
         self._pending_answer: list[str] = []  # arrived, not sent yet
         self._pending_thinking: list[str] = []
+        self._status_shown = False
         self._wake = asyncio.Event()
         self._reading = True
         self._stop_requested = False
@@ -78,6 +85,7 @@ class Generation:
 
         self._reader: asyncio.Task | None = None
         self.task: asyncio.Task | None = None
+        self.channel = ""  # this generation's own channel, for stop and snapshot requests
 
     # --- what the consumer calls ---------------------------------------------------
 
@@ -90,9 +98,34 @@ class Generation:
             self._stop_requested = True
             self._reader.cancel()
 
+    async def _listen(self, channel: str) -> None:
+        """Requests from sockets in any process: stop, and "what have you got so far?"."""
+        while True:
+            event = await self.layer.receive(channel)
+            if event["type"] == "generation.stop":
+                self.stop()
+            elif event["type"] == "generation.snapshot":
+                snapshot = self.snapshot()
+                await self.layer.send(
+                    event["reply_to"],
+                    {
+                        "type": "chat.catch_up",
+                        "message": self.message_id,
+                        "seq": snapshot.seq,
+                        "answer": snapshot.answer,
+                        "thinking": snapshot.thinking,
+                    },
+                )
+
     # --- the task ------------------------------------------------------------------
 
+    async def listen_for_control(self) -> None:
+        """Join the control group before the turn is announced, so no request is missed."""
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(control_group(self.message_id), self.channel)
+
     async def run(self) -> None:
+        listener = asyncio.create_task(self._listen(self.channel))
         try:
             self._reader = asyncio.create_task(self._read())
             sender = asyncio.create_task(self._send_loop())
@@ -102,13 +135,18 @@ class Generation:
             self._wake.set()
             await sender
             await self._save_end(status, error, error_kind)
-            await self.layer.group_send(self.group, {"type": "chat.done", "message": self.message_id})
         except Exception:
             log.exception("Generation %s failed unexpectedly", self.message_id)
             await self._save_end(Message.Status.FAILED, "Something went wrong while relaying the answer.", "")
-            await self.layer.group_send(self.group, {"type": "chat.done", "message": self.message_id})
         finally:
+            listener.cancel()
+            await self.layer.group_discard(control_group(self.message_id), self.channel)
             _running.pop(self.message_id, None)
+            await self.layer.group_send(self.group, {"type": "chat.done", "message": self.message_id})
+            await self.layer.group_send(
+                Conversation.user_group_name(self.user_id),
+                {"type": "sidebar.update", "conversation": self.conversation_id},
+            )
 
     def _outcome(self) -> tuple[str, str, str]:
         """The answer's status, error text and error kind, from how the reader ended."""
@@ -126,7 +164,8 @@ class Generation:
             log.error("Generation %s: unexpected error", self.message_id, exc_info=exc)
             return Message.Status.FAILED, "Something went wrong while reading the gateway's answer.", ""
         got_text = bool(self.answer or self._pending_answer or self.thinking or self._pending_thinking)
-        if got_text and exc.kind in ("cut", "incomplete", "timeout"):
+        if got_text and exc.kind in ("cut", "incomplete", "timeout", "stream_error"):
+            # Part of an answer: kept, marked incomplete, a fresh one offered.
             return Message.Status.INTERRUPTED, exc.message, exc.kind
         return Message.Status.FAILED, exc.message, exc.kind
 
@@ -139,11 +178,29 @@ class Generation:
 
     async def _read(self) -> None:
         client = gateway.get_client(gateway.default_timeout(read=settings.UPSTREAM_READ_TIMEOUT))
+        api_key = await self._reveal_key()
+        attempts = settings.UPSTREAM_RETRIES + 1
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._read_stream(client, api_key)
+                return
+            except gateway.GatewayError as exc:
+                # Unlike the gateway's example client, never restart once text has
+                # arrived: the user would see it twice.
+                if self.received or exc.kind not in RETRYABLE or attempt == attempts:
+                    raise
+                delay = settings.UPSTREAM_RETRY_BACKOFF * 2 ** (attempt - 1)
+                await self._show_status(
+                    f"{exc.message} Trying again in {delay:g} s (attempt {attempt + 1} of {attempts})."
+                )
+                await asyncio.sleep(delay)
+
+    async def _read_stream(self, client, api_key: str) -> None:
         stream = gateway.stream_generate(
-            base_url=settings.UPSTREAM_BASE_URL, api_key=await self._reveal_key(), body=self.body, client=client
+            base_url=settings.UPSTREAM_BASE_URL, api_key=api_key, body=self.body, client=client
         )
         async for item in stream:
-            self.key_accepted = True
+            self.received = True
             if isinstance(item, gateway.Delta):
                 if item.name == "thinking":
                     if self._thinking_started is None:
@@ -161,23 +218,34 @@ class Generation:
             elif isinstance(item, gateway.Skipped):
                 self.skipped += 1
 
+    async def _show_status(self, text: str) -> None:
+        self._status_shown = True
+        await self.layer.group_send(self.group, {"type": "chat.status", "message": self.message_id, "text": text})
+
     async def _send_loop(self) -> None:
         last_checkpoint = time.monotonic()
+        dirty = False
         while True:
-            await self._wake.wait()
+            try:
+                # Wake for new text, or after a spell of silence to say we are alive.
+                async with asyncio.timeout(settings.STREAM_HEARTBEAT_INTERVAL):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
             self._wake.clear()
-            await self._flush()
+            dirty = await self._flush() or dirty
             if not self._reading:
                 return
-            if time.monotonic() - last_checkpoint >= settings.STREAM_CHECKPOINT_INTERVAL:
+            since = time.monotonic() - last_checkpoint
+            if (dirty and since >= settings.STREAM_CHECKPOINT_INTERVAL) or since >= settings.STREAM_HEARTBEAT_INTERVAL:
                 await self._checkpoint()
-                last_checkpoint = time.monotonic()
+                last_checkpoint, dirty = time.monotonic(), False
             # Whatever arrives while we sleep leaves as one frame.
             await asyncio.sleep(settings.STREAM_FLUSH_INTERVAL)
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
         if not (self._pending_answer or self._pending_thinking):
-            return
+            return False
         answer = "".join(self._pending_answer)
         thinking = "".join(self._pending_thinking)
         self._pending_answer.clear()
@@ -197,7 +265,11 @@ class Generation:
         if self.thinking_seconds is not None and not self._thinking_seconds_sent:
             event["thinking_seconds"] = self.thinking_seconds
             self._thinking_seconds_sent = True
+        if self._status_shown:  # a retry notice, now out of date
+            event["clear_status"] = True
+            self._status_shown = False
         await self.layer.group_send(self.group, event)
+        return True
 
     def _texts(self) -> tuple[str, str]:
         return (
@@ -208,7 +280,9 @@ class Generation:
     @database_sync_to_async
     def _checkpoint(self) -> None:
         answer, thinking = self._texts()
-        Message.objects.filter(pk=self.message_id).update(content=answer, thinking=thinking)
+        Message.objects.filter(pk=self.message_id).update(
+            content=answer, thinking=thinking, updated_at=timezone.now()
+        )
 
     @database_sync_to_async
     def _save_end(self, status: str, error: str, error_kind: str) -> None:
@@ -249,14 +323,13 @@ class Generation:
                     final_chunk=_jsonable(final.raw),
                 )
 
-
     def _record_key_use(self, error_kind: str) -> None:
         """When the key was last used, and whether the gateway refused it (until it works again)."""
         now = timezone.now()
         changes = {"last_used_at": now}
         if error_kind == "key_refused":
             changes["refused_at"] = now
-        elif self.key_accepted:
+        elif self.received:
             changes["refused_at"] = None
         ApiKey.objects.filter(pk=self.api_key_id).update(**changes)
 
@@ -272,16 +345,49 @@ def _jsonable(value):
     return value
 
 
+# --- what the consumer and the views call ------------------------------------------
+
+
+def control_group(message_id: int) -> str:
+    """The group a running generation listens on, in whichever process runs it."""
+    return f"generation-{message_id}"
+
+
 def running(message_id: int) -> Generation | None:
+    """The generation if this process runs it (tests and the benchmark look inside)."""
     return _running.get(message_id)
 
 
-def stop(message_id: int) -> bool:
-    generation = _running.get(message_id)
-    if generation is None:
-        return False
-    generation.stop()
-    return True
+async def stop(message_id: int) -> None:
+    """Ask the generation to stop, wherever it runs."""
+    await get_channel_layer().group_send(control_group(message_id), {"type": "generation.stop"})
+
+
+async def request_snapshot(message_id: int, reply_to: str) -> None:
+    """Ask the generation for its text so far; it answers `reply_to` with chat.catch_up."""
+    await get_channel_layer().group_send(
+        control_group(message_id), {"type": "generation.snapshot", "reply_to": reply_to}
+    )
+
+
+RESTART_ERROR = "The server restarted while this answer was being generated; the text above is what had arrived."
+
+
+def sweep_orphans(user_id: int) -> int:
+    """Mark the user's answers left streaming by a process that died as interrupted.
+
+    With one process (no REDIS_URL) an answer this process is not running has no
+    owner. With several, only an answer silent for longer than STREAM_ORPHAN_AFTER is
+    (the owner touches it every STREAM_HEARTBEAT_INTERVAL). The checkpointed text stays.
+    """
+    orphans = Message.objects.filter(conversation__user_id=user_id, status=Message.Status.STREAMING).exclude(
+        pk__in=list(_running)
+    )
+    if settings.REDIS_URL:
+        orphans = orphans.filter(updated_at__lt=timezone.now() - timedelta(seconds=settings.STREAM_ORPHAN_AFTER))
+    return orphans.update(
+        status=Message.Status.INTERRUPTED, error=RESTART_ERROR, error_kind="restart", updated_at=timezone.now()
+    )
 
 
 @database_sync_to_async
@@ -293,21 +399,36 @@ def _store_turn(user, conversation: Conversation | None, model: GatewayModel, te
             conversation = Conversation.objects.create(
                 user=user, title=Conversation.title_from(text), model=model, created_at=now, updated_at=now
             )
-            history = []
         else:
-            history = conversation.history()
             conversation.model = model
             conversation.updated_at = now
             conversation.save(update_fields=["model", "updated_at"])
         question = conversation.messages.create(role=Message.Role.USER, content=text, created_at=now)
-        answer = conversation.messages.create(
-            role=Message.Role.ASSISTANT,
-            status=Message.Status.STREAMING,
-            service_name=model.service_name,
-            model_name=model.model_name,
-            created_at=now,
-        )
+        answer = _new_answer(conversation, model, now)
+        history = conversation.history(before=question)
     return conversation, question, answer, history
+
+
+@database_sync_to_async
+def _store_retry(answer: Message, model: GatewayModel):
+    now = timezone.now()
+    with transaction.atomic():
+        conversation = answer.conversation
+        question = answer.question()
+        fresh = _new_answer(conversation, model, now)
+        Conversation.objects.filter(pk=conversation.pk).update(updated_at=now)
+        history = conversation.history(before=question)
+    return conversation, question, fresh, history
+
+
+def _new_answer(conversation: Conversation, model: GatewayModel, now) -> Message:
+    return conversation.messages.create(
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        service_name=model.service_name,
+        model_name=model.model_name,
+        created_at=now,
+    )
 
 
 async def start(
@@ -318,32 +439,51 @@ async def start(
     text: str,
     api_key_id: int | None,
     channel_name: str,
-):
+) -> Conversation:
     """Store the turn, tell the group about it, and relay the answer in its own task.
 
     `conversation` is None for a new chat; `channel_name` (the calling socket) joins the
     conversation's group first, so it sees the turn and every delta in order.
     `api_key_id` is the user's key to send, or None for the site's shared key.
-    Returns the conversation.
     """
     new = conversation is None
     conversation, question, answer, history = await _store_turn(user, conversation, model, text)
+    await _launch(user, conversation, question, answer, history, model, api_key_id, channel_name, new=new)
+    return conversation
+
+
+async def retry(*, user, answer: Message, model: GatewayModel, api_key_id: int | None, channel_name: str) -> None:
+    """A fresh answer to the question `answer` answered; the old one is kept as it is."""
+    conversation, question, fresh, history = await _store_retry(answer, model)
+    await _launch(user, conversation, None, fresh, history, model, api_key_id, channel_name, new=False,
+                  prompt=question.content)
+
+
+async def _launch(user, conversation, question, answer, history, model, api_key_id, channel_name, *, new, prompt=None):
     body = gateway.build_body(
         service_name=model.service_name,
         model_name=model.model_name,
-        prompt=text,
+        prompt=prompt if prompt is not None else question.content,
         history=[gateway.history_turn(m.role, m.content) for m in history],
         parameters={"enable_thinking": True} if model.thinking else None,
     )
-    generation = Generation(answer, conversation.group_name, body, user.pk, api_key_id)
+    generation = Generation(answer, body, user.pk, api_key_id)
     _running[answer.pk] = generation
+    await generation.listen_for_control()
     layer = get_channel_layer()
     await layer.group_add(conversation.group_name, channel_name)
     # Sent before the task exists, so no delta can overtake it.
     await layer.group_send(
         conversation.group_name,
-        {"type": "chat.turn", "conversation": conversation.pk, "question": question.pk,
-         "answer": answer.pk, "new": new},
+        {
+            "type": "chat.turn",
+            "question": question.pk if question else None,
+            "answer": answer.pk,
+            "model_name": answer.model_name,
+        },
+    )
+    await layer.group_send(
+        Conversation.user_group_name(user.pk),
+        {"type": "sidebar.update", "conversation": conversation.pk, "new": new, "origin": channel_name},
     )
     generation.task = asyncio.create_task(generation.run())
-    return conversation

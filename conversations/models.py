@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MinValueValidator
 from django.db import models, transaction
 from django.urls import reverse
 from django.utils import timezone
@@ -56,23 +57,55 @@ class Conversation(models.Model):
     @property
     def group_name(self) -> str:
         """The Channels group of every socket showing this conversation."""
-        return f"conversation-{self.pk}"
+        return self.group_name_for(self.pk)
+
+    @staticmethod
+    def group_name_for(conversation_id: int) -> str:
+        return f"conversation-{conversation_id}"
+
+    @staticmethod
+    def user_group_name(user_id: int) -> str:
+        """The group of every socket of one user (for the sidebar)."""
+        return f"user-{user_id}"
 
     @staticmethod
     def title_from(text: str) -> str:
         first_line = text.strip().splitlines()[0].strip()
         return first_line if len(first_line) <= 60 else first_line[:59].rstrip() + "…"
 
-    def history(self) -> list[Message]:
-        """Earlier turns to send as `history`: what the user saw, in order."""
-        return [
-            m
-            for m in self.messages.order_by("created_at", "id")
-            if m.role == Message.Role.USER or m.content
-        ]
+    def history(self, before: Message) -> list[Message]:
+        """The turns before `before` to send as `history`, oldest first.
+
+        Each question with the last answer given to it that has text (a retried
+        answer replaces the one it retried; an empty failed one is left out).
+        """
+        turns: list[Message] = []
+        for m in self.messages.filter(pk__lt=before.pk).order_by("id"):
+            if m.role == Message.Role.USER:
+                turns.append(m)
+            elif m.content:
+                if turns and turns[-1].role == Message.Role.ASSISTANT:
+                    turns[-1] = m
+                elif turns:
+                    turns.append(m)
+        return turns
+
+    def cost_totals(self) -> dict:
+        """What this conversation cost so far (the ledger's sums) and how many answers reported no cost."""
+        totals = self.cost_logs.aggregate(
+            cost=models.Sum("cost_total"), tokens=models.Sum("total_tokens"), generations=models.Count("id")
+        )
+        totals["no_cost"] = Message.no_cost_reported().filter(conversation=self).count()
+        return totals
 
     def generating_message(self) -> Message | None:
         return self.messages.filter(status=Message.Status.STREAMING).last()
+
+    def last_answer(self) -> Message | None:
+        return self.messages.filter(role=Message.Role.ASSISTANT).order_by("-id").first()
+
+    def last_answer_id(self) -> int | None:
+        return self.messages.filter(role=Message.Role.ASSISTANT).order_by("-id").values_list("pk", flat=True).first()
 
 
 class Message(models.Model):
@@ -108,6 +141,8 @@ class Message(models.Model):
 
     class Meta:
         ordering = ["created_at", "id"]
+        # The cost pages count answers that ended without a cost by status and time.
+        indexes = [models.Index(fields=["status", "created_at"], name="message_status_time")]
 
     def __str__(self) -> str:
         return f"{self.role} message {self.pk}"
@@ -119,6 +154,33 @@ class Message(models.Model):
     @property
     def is_streaming(self) -> bool:
         return self.status == self.Status.STREAMING
+
+    # Failures a fresh attempt can cure; a refused key or a bad request needs a change first.
+    RETRYABLE_KINDS = {"connect", "timeout", "rate_limited", "server", "http", "stream_error", "cut", "incomplete", "restart", ""}
+
+    @property
+    def retryable(self) -> bool:
+        return (
+            self.role == self.Role.ASSISTANT
+            and self.status in (self.Status.FAILED, self.Status.INTERRUPTED, self.Status.STOPPED)
+            and self.error_kind in self.RETRYABLE_KINDS
+        )
+
+    def question(self) -> Message | None:
+        """The user's message this answer answers."""
+        return self.conversation.messages.filter(role=self.Role.USER, pk__lt=self.pk).order_by("-id").first()
+
+    @classmethod
+    def no_cost_reported(cls):
+        """Answers that ended without a final chunk, so without a CostLog row.
+
+        Their cost is unknown, not zero: the cost pages count them apart.
+        """
+        return cls.objects.filter(
+            role=cls.Role.ASSISTANT,
+            status__in=[cls.Status.STOPPED, cls.Status.INTERRUPTED, cls.Status.FAILED],
+            cost_log__isnull=True,
+        )
 
 
 class CostLog(models.Model):
@@ -142,10 +204,16 @@ class CostLog(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # Time, user, model: the two indexes carry the columns the cost pages group, filter
+        # and sum, so SQLite answers from the index alone (bench/dashboard.py and README
+        # "Cost dashboard"). Migration 0004 adds one more on SQLite: the ledger by UTC
+        # day and model, for the per-day sums without a sort.
         indexes = [
-            models.Index(fields=["created_at"], name="costlog_time"),
-            models.Index(fields=["user", "created_at"], name="costlog_user_time"),
-            models.Index(fields=["model_name", "created_at"], name="costlog_model_time"),
+            models.Index(
+                fields=["created_at", "user", "conversation", "cost_total", "total_tokens", "service_name", "model_name"],
+                name="costlog_time_totals",
+            ),
+            models.Index(fields=["user", "created_at", "cost_total", "total_tokens"], name="costlog_user_time_totals"),
         ]
 
     def __str__(self) -> str:
@@ -212,6 +280,12 @@ class SiteSettings(models.Model):
         help_text="Users with no key of their own chat with the shared key "
         "(the one set here, else UPSTREAM_API_KEY).",
     )
+    default_monthly_budget = MoneyField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="Each user's monthly budget, unless they have one of their own (Budgets). Empty: no limit.",
+    )
 
     class Meta:
         verbose_name = verbose_name_plural = "site settings"
@@ -221,7 +295,8 @@ class SiteSettings(models.Model):
 
     @classmethod
     def load(cls) -> SiteSettings:
-        return cls.objects.get_or_create(pk=1)[0]
+        """The one row, whatever its id (the admin may have created it)."""
+        return cls.objects.order_by("pk").first() or cls.objects.create()
 
     def set_shared_key(self, secret: str) -> None:
         self.shared_key_ciphertext = vault.encrypt(secret) if secret else ""
@@ -243,3 +318,19 @@ class SiteSettings(models.Model):
     def fallback_allowed(self) -> bool:
         # The demo gateway takes any key, so a new user can chat without one.
         return self.has_shared_key and (self.allow_shared_key or settings.DEMO_GATEWAY)
+
+
+class Budget(models.Model):
+    """A user's monthly spending limit; users without one get SiteSettings' default."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, models.CASCADE, related_name="budget")
+    monthly_limit = MoneyField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0)],
+        help_text="New answers pause when the month's spend reaches it. Empty: no limit for this user, "
+        "whatever the default.",
+    )
+
+    def __str__(self) -> str:
+        return f"Budget of {self.user}"

@@ -35,6 +35,11 @@ def format_money(amount: Decimal | None) -> str:
     return f"-${text[1:]}" if text.startswith("-") else f"${text}"
 
 
+def plain(amount: Decimal | None) -> str:
+    """`0.0000158`: the exact amount without a currency sign (CSV), "" for none."""
+    return "" if amount is None else format(Decimal(amount).normalize(), "f")
+
+
 class MoneyField(models.BigIntegerField):
     description = "An exact amount of money, stored as integer picounits"
 

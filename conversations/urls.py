@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.urls import path
 
-from conversations import demo_gateway, views
+from conversations import dashboard, demo_gateway, views
 
 urlpatterns = [
     path("", views.index, name="index"),
@@ -11,6 +11,9 @@ urlpatterns = [
     path("keys/<int:key_id>/use/", views.use_api_key, name="use-api-key"),
     path("keys/<int:key_id>/replace/", views.replace_api_key, name="replace-api-key"),
     path("keys/<int:key_id>/delete/", views.delete_api_key, name="delete-api-key"),
+    path("usage/", dashboard.usage, name="usage"),
+    path("dashboard/costs/", dashboard.costs, name="costs"),
+    path("dashboard/costs/<slug:table>.csv", dashboard.costs_csv, name="costs-csv"),
 ]
 
 if settings.DEMO_GATEWAY:

@@ -10,7 +10,8 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from conversations.forms import ApiKeyForm, ReplaceApiKeyForm, SignupForm
-from conversations.models import ApiKey, Conversation, GatewayModel, SiteSettings
+from conversations import budgets, generation
+from conversations.models import ApiKey, Conversation, GatewayModel, Message, SiteSettings
 
 
 def _get_conversation(request, conversation_id: int) -> Conversation:
@@ -19,22 +20,30 @@ def _get_conversation(request, conversation_id: int) -> Conversation:
 
 
 def _chat(request, conversation: Conversation | None):
+    # Answers left "streaming" by a process that died show as interrupted, never spinning.
+    generation.sweep_orphans(request.user.pk)
     models = list(GatewayModel.for_chat())
     messages = []
-    generating = False
     selected_model_id = models[0].pk if models else None
     if conversation is not None:
         messages = list(conversation.messages.select_related("cost_log"))
-        generating = any(m.is_streaming for m in messages)
         if conversation.model_id:
             selected_model_id = conversation.model_id
+    answers = [m for m in messages if m.role == Message.Role.ASSISTANT]
     ctx = {
         "conversation": conversation,
         "conversations": request.user.conversations.only("id", "title"),
+        "generating_ids": set(
+            Message.objects.filter(conversation__user=request.user, status=Message.Status.STREAMING).values_list(
+                "conversation_id", flat=True
+            )
+        ),
         "messages": messages,
+        "last_answer_id": answers[-1].pk if answers else None,
         "models": models,
         "selected_model_id": selected_model_id,
-        "generating": generating,
+        "generating": any(m.is_streaming for m in answers),
+        "budget": budgets.state(request.user),
     }
     return render(request, "conversations/chat.html", ctx)
 

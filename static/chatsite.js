@@ -28,6 +28,26 @@
     if (following) window.scrollTo(0, document.body.scrollHeight);
   });
 
+  // htmx's ws extension reconnects by itself only after abnormal closes (1006...);
+  // a server restart or a proxy closes normally (1000, 1001). Reconnect after those too,
+  // with a growing pause, and say when the page is offline. Sends made meanwhile wait
+  // in the extension's queue; on reconnect the server brings the page up to date.
+  let leaving = false;
+  let retries = 0;
+  window.addEventListener("pagehide", function () { leaving = true; });
+  document.addEventListener("htmx:wsClose", function (event) {
+    if (leaving) return;
+    document.getElementById("offline")?.removeAttribute("hidden");
+    const code = event.detail.event.code;
+    if ([1006, 1011, 1012, 1013].includes(code)) return; // the extension retries these
+    const wait = Math.min(30000, 500 * 2 ** retries++) * (0.5 + Math.random() / 2);
+    setTimeout(function () { event.detail.socketWrapper.reconnect(); }, wait);
+  });
+  document.addEventListener("htmx:wsOpen", function () {
+    retries = 0;
+    document.getElementById("offline")?.setAttribute("hidden", "");
+  });
+
   document.addEventListener("htmx:wsAfterMessage", function () {
     const signal = document.getElementById("composer-accepted");
     if (!signal || !signal.hasAttribute("data-accepted") || signal.dataset.handled) return;

@@ -38,8 +38,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+_redis_databases = iter(range(1, 16))  # the test process itself uses Redis database 0
+
+
 class AppServer:
-    def __init__(self, data_dir: Path, upstream_base_url: str | None = None):
+    """One app process. On the PostgreSQL + Redis pass it gets a database of its own and
+    a Redis database of its own (unless `share_with` names a server to share both with)."""
+
+    def __init__(self, data_dir: Path, upstream_base_url: str | None = None, share_with: AppServer | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -61,15 +67,26 @@ class AppServer:
         if upstream_base_url:
             self.env["UPSTREAM_BASE_URL"] = upstream_base_url
             self.env["UPSTREAM_API_KEY"] = "sk_browser_test"
-        self.log = open(data_dir / "daphne.log", "w")
+        self.created_database = None
+        if share_with is not None:
+            for name in ("DATABASE_URL", "REDIS_URL", "DATA_DIR", "SECRET_KEY", "FIELD_ENCRYPTION_KEYS"):
+                if name in share_with.env:
+                    self.env[name] = share_with.env[name]
+        else:
+            if os.environ.get("DATABASE_URL", "").startswith("postgres"):
+                self.env["DATABASE_URL"] = self.created_database = _create_database(os.environ["DATABASE_URL"], self.port)
+            if os.environ.get("REDIS_URL"):
+                self.env["REDIS_URL"] = os.environ["REDIS_URL"].rsplit("/", 1)[0] + f"/{next(_redis_databases)}"
+        self.log = open(data_dir / f"daphne-{self.port}.log", "w")
         self.process = None
 
     def manage(self, *args):
         subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=self.env, check=True)
 
-    def start(self) -> AppServer:
-        self.manage("migrate", "--noinput", "--verbosity", "0")
-        self.manage("collectstatic", "--noinput", "--verbosity", "0")
+    def start(self, migrate: bool = True) -> AppServer:
+        if migrate:
+            self.manage("migrate", "--noinput", "--verbosity", "0")
+            self.manage("collectstatic", "--noinput", "--verbosity", "0")
         command = [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port), "chatsite.asgi:application"]
         self.process = subprocess.Popen(command, cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 30
@@ -92,3 +109,29 @@ class AppServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
         self.log.close()
+        if self.created_database:
+            _drop_database(self.created_database)
+
+
+def _admin_connection(url: str):
+    import dj_database_url
+    import psycopg
+
+    db = dj_database_url.parse(url)
+    return psycopg.connect(
+        host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"], dbname="postgres",
+        autocommit=True,
+    )
+
+
+def _create_database(url: str, port: int) -> str:
+    name = f"chatsite_app_{port}"
+    with _admin_connection(url) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    return url.rsplit("/", 1)[0] + f"/{name}"
+
+
+def _drop_database(url: str) -> None:
+    with _admin_connection(url) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')

@@ -49,7 +49,12 @@ async def frames_until(socket: WebsocketCommunicator, pattern, timeout: float = 
 
 
 async def until_done(socket: WebsocketCommunicator, timeout: float = 10.0) -> list[str]:
-    return await frames_until(socket, DONE, timeout)
+    """Frames up to the answer's final state. The sidebar update that follows it (every
+    socket of the user gets one) is read too, so the next frame is the next event."""
+    frames = await frames_until(socket, DONE, timeout)
+    sidebar = await socket.receive_from(timeout=timeout)
+    assert 'id="conversation-' in sidebar, sidebar
+    return frames
 
 
 async def no_generation_left(timeout: float = 10.0) -> None:

@@ -60,6 +60,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
     parts: list[Part] | None = None
+    delay: float = 0.0  # seconds of silence before the status line (a first-byte timeout)
 
 
 @dataclass
@@ -247,6 +248,8 @@ class _Handler(BaseHTTPRequestHandler):
             reply = error_reply(404, {"detail": "Not Found"})
         else:
             reply = self.gateway._next_reply()
+        if reply.delay and not self._watch(reply.delay, None):
+            return
         if reply.parts is None:
             self._send_whole(reply)
         else:

@@ -52,8 +52,14 @@ def page(browser):
     context = browser.new_context()
     page = context.new_page()
     page.set_default_timeout(15_000)
+    problems = []
+    # The Content-Security-Policy allows no inline script: any violation is a bug.
+    page.on("console", lambda m: m.type == "error" and "Content Security Policy" in m.text and problems.append(m.text))
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
     yield page
     context.close()
+    assert not problems, problems
 
 
 def sign_up(page, server):
@@ -113,7 +119,7 @@ def test_it_streams_thinking_and_answer_live_then_renders_them(page, app, module
     assert module_gateway.requests[-1].headers["x-api-key"] == "sk_live_0123456789abcdef"
 
     release.set()
-    expect(page.get_by_text("536 tokens · $0.0001554")).to_be_visible()
+    expect(page.get_by_text("536 tokens · $0.0001554", exact=True)).to_be_visible()
     expect(main.locator(".answer em")).to_have_text("begins")  # rendered markdown now
     expect(main).to_contain_text("The answer begins and ends.")
     expect(main.locator("summary", has_text=re.compile(r"Thinking · \d+\.\d s"))).to_be_visible()
@@ -125,7 +131,7 @@ def test_it_streams_thinking_and_answer_live_then_renders_them(page, app, module
     page.reload()
     expect(main).to_contain_text("Why is the sky blue?")
     expect(main).to_contain_text("The answer begins and ends.")
-    expect(page.get_by_text("536 tokens · $0.0001554")).to_be_visible()
+    expect(page.get_by_text("536 tokens · $0.0001554", exact=True)).to_be_visible()
     expect(page.get_by_label("Model")).to_have_value(
         page.get_by_label("Model").locator("option", has_text="Gemini 3 Pro (thinking)").get_attribute("value")
     )
@@ -167,7 +173,7 @@ def test_it_works_out_of_the_box_with_the_demo_gateway(page, demo_app):
     page.get_by_label("Message").fill("Hello demo")
     page.get_by_role("button", name="Send").click()
     expect(main.locator("summary", has_text=re.compile(r"Thinking · \d+\.\d s"))).to_be_visible()
-    expect(main.locator(".usage")).to_contain_text(re.compile(r"\d+ tokens · \$0\.0000\d+"))
+    expect(main.locator("article .usage")).to_contain_text(re.compile(r"\d+ tokens · \$0\.0000\d+"))
     expect(main.locator(".answer code").first).to_be_visible()
     page.reload()
     expect(main).to_contain_text("Hello demo")
@@ -206,3 +212,42 @@ def test_it_keeps_a_key_masked_and_deletes_it(page, app, module_gateway):
     page.get_by_role("button", name="Send").click()
     expect(page.get_by_role("alert").filter(has_text="Add your gateway API key")).to_be_visible()
     expect(page.get_by_label("Message")).to_have_value("Anyone there?")
+
+
+XSS = [
+    '<script>window.__xss = "script"</script>',
+    '<img src=x onerror="window.__xss = \'img\'">',
+    '<svg onload="window.__xss = \'svg\'"><circle r=1></circle></svg>',
+    '<a id="evil-link" href="javascript:window.__xss=\'link\'">click me</a>',
+    "[markdown link](javascript:window.__xss='md-link')",
+    "![markdown image](javascript:window.__xss='md-img')",
+    '<div hx-get="/keys/" hx-trigger="load" hx-target="body">htmx payload</div>',
+    '<iframe src="javascript:window.__xss=\'iframe\'"></iframe>',
+]
+
+
+def test_an_xss_corpus_stays_inert(page, app, module_gateway):
+    from playwright.sync_api import expect
+
+    payload = " ".join(XSS)
+    module_gateway.queue(
+        stream_reply([payload, " END"], thinking=[payload], final_kwargs={"warnings": [payload]})
+    )
+    sign_up(page, app)
+    add_key(page, app, "Personal", "sk_live_0123456789abcdef")
+    page.get_by_label("Message").fill(payload)  # the title comes from this
+    page.get_by_label("Message").press("Enter")
+    main = page.get_by_role("main")
+    expect(main.locator("article .usage")).to_be_visible()
+    expect(main.locator(".warning")).to_contain_text("Gateway notice")
+    for link in main.locator("a", has_text=re.compile("click me|markdown link")).all():
+        link.click()
+    page.reload()
+    expect(main.locator("article .usage")).to_be_visible()
+    for link in main.locator("a", has_text=re.compile("click me|markdown link")).all():
+        link.click()
+    page.wait_for_timeout(300)
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("[hx-get]").count() == 0
+    assert page.locator("script:not([src])").count() == 0
+    expect(page.get_by_role("navigation", name="Conversations")).to_contain_text("<script>")  # shown as text

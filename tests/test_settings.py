@@ -16,7 +16,8 @@ def load_settings(tmp_path, **env):
     clean = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("SECRET_KEY", "DEBUG", "FIELD_ENCRYPTION_KEYS") and not k.startswith("UPSTREAM_")
+        if k not in ("SECRET_KEY", "DEBUG", "FIELD_ENCRYPTION_KEYS", "DATABASE_URL", "REDIS_URL")
+        and not k.startswith("UPSTREAM_")
     }
     clean.update(DATA_DIR=str(tmp_path), ENV_FILE="")
     if "SECRET_KEY" in env:
@@ -49,7 +50,7 @@ def test_it_follows_port_and_upstream(tmp_path):
 
 def test_it_switches_to_redis_by_url(tmp_path):
     result = load_settings(tmp_path, SECRET_KEY="k", REDIS_URL="redis://127.0.0.1:6379/0")
-    assert "channels_redis.core.RedisChannelLayer" in result.stdout
+    assert "channels_redis.pubsub.RedisPubSubChannelLayer" in result.stdout
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,297 @@
+"""The cost pages: the staff dashboard over the whole ledger, its CSV exports, and each
+user's own usage. The numbers come from ledger.py (database aggregation only)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator
+from datetime import timedelta
+from functools import wraps
+from itertools import islice
+
+from asgiref.sync import sync_to_async
+from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils.cache import patch_vary_headers
+
+from conversations import budgets, chart, ledger
+from conversations.money import plain
+
+# The user table shows this many rows unless asked for all (?all_users=1); the CSV has them all.
+TABLE_ROWS = 20
+
+
+def staff_required(view):
+    """Staff only: a visitor is sent to log in, anyone else gets 403."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+class CostFilterForm(forms.Form):
+    """The dashboard's query string: ?from=2026-11-01&to=2026-11-30&user=alice&model=service/model"""
+
+    user = forms.CharField(required=False, label="User", widget=forms.TextInput(attrs={"list": "ledger-users"}))
+    model = forms.ChoiceField(required=False, label="Model")
+
+    def __init__(self, data, labels: dict[tuple[str, str], str]):
+        super().__init__(data)
+        # "from" is a Python keyword: these two can't be class attributes.
+        for name in ("from", "to"):
+            self.fields[name] = forms.DateField(
+                required=False, label=name.title(), widget=forms.DateInput(attrs={"type": "date"})
+            )
+        self.order_fields(["from", "to", "user", "model"])
+        choices = {f"{service}/{model}": label for (service, model), label in labels.items()}
+        # A model no longer in the catalogue can still be picked from the model table.
+        if (asked := data.get("model")) and "/" in asked and asked not in choices:
+            choices[asked] = asked.split("/", 1)[1]
+        self.fields["model"].choices = [("", "All models"), *sorted(choices.items(), key=lambda c: c[1].casefold())]
+
+    def clean(self):
+        data = super().clean()
+        start, end = data.get("from"), data.get("to")
+        if start and end and start > end:
+            raise forms.ValidationError("“From” must be on or before “To”.")
+        username = data.get("user", "").strip()
+        data["user_id"] = None
+        if username:
+            user_id = get_user_model().objects.filter(username=username).values_list("pk", flat=True).first()
+            if user_id is None:
+                self.add_error("user", f"There is no user named “{username}”.")
+            data["user_id"] = user_id
+        return data
+
+    def scope(self) -> ledger.Scope:
+        data = self.cleaned_data
+        start, end = data.get("from"), data.get("to")
+        if start is None and end is None:
+            period = ledger.Period.this_month()
+        else:
+            end = end or max(start, ledger.Period.this_month().end)
+            period = ledger.Period(start or end.replace(day=1), end)
+        service_name = model_name = None
+        if data.get("model"):
+            service_name, model_name = data["model"].split("/", 1)
+        return ledger.Scope(period, data["user_id"], service_name, model_name)
+
+
+# --- sorting --------------------------------------------------------------------------
+
+SORTABLE = {"name", "cost", "tokens", "generations"}
+
+
+def _sort_param(request, name: str) -> str:
+    value = request.GET.get(name, "-cost")
+    return value if value.lstrip("-") in SORTABLE else "-cost"
+
+
+def _columns(current: str, name_label: str) -> list[dict]:
+    """The sortable headers: which way each link sorts next, and aria-sort for the current one."""
+    columns = []
+    for key, label in (("name", name_label), ("cost", "Cost"), ("tokens", "Tokens"), ("generations", "Generations")):
+        first = key if key == "name" else f"-{key}"  # names A→Z first, numbers biggest first
+        active = current.lstrip("-") == key
+        descending = current.startswith("-")
+        columns.append(
+            {
+                "key": key,
+                "label": label,
+                "next": (key if descending else f"-{key}") if active else first,
+                "aria_sort": ("descending" if descending else "ascending") if active else "",
+            }
+        )
+    return columns
+
+
+# --- the dashboard ------------------------------------------------------------------------
+
+
+@staff_required
+def costs(request):
+    labels = ledger.model_labels()
+    form = CostFilterForm(request.GET.copy(), labels)
+    if not form.is_valid():
+        return render(request, "conversations/costs.html", {"form": form}, status=400)
+    scope = form.scope()
+    # The date fields show the period in use, also when it is the default.
+    for name, day in (("from", scope.period.start), ("to", scope.period.end)):
+        if not form.data.get(name):
+            form.data[name] = day.isoformat()
+    users_sort = _sort_param(request, "users_sort")
+    models_sort = _sort_param(request, "models_sort")
+    show_all = request.GET.get("all_users") == "1"
+    # The sort links swap in only the two tables (see the template): skip the rest. A
+    # history restore (back button, htmx's cache missed) needs the whole page.
+    details = not request.htmx or request.htmx.history_restore_request
+    report = ledger.Report.build(scope, details=details)
+    tables = [
+        {
+            "id": "by-user",
+            "title": "By user",
+            "columns": _columns(users_sort, "User"),
+            "groups": ledger.sort_groups(report.users, users_sort)[: None if show_all else TABLE_ROWS],
+            "more": len(report.users) if len(report.users) > TABLE_ROWS and not show_all else 0,
+        },
+        {
+            "id": "by-model",
+            "title": "By model",
+            "columns": _columns(models_sort, "Model"),
+            "groups": ledger.sort_groups(report.models, models_sort),
+            "more": 0,
+        },
+    ]
+    ctx = {"form": form, "scope": scope, "report": report, "tables": tables}
+    if not details:
+        response = render(request, "conversations/costs.html#breakdown", ctx)
+        patch_vary_headers(response, ["HX-Request"])  # one URL, two bodies: caches must tell them apart
+        return response
+    this_month = ledger.Period.this_month()
+    last_month_end = this_month.start - timedelta(days=1)
+    ctx["periods"] = [
+        ("This month", this_month),
+        ("Last month", ledger.Period(last_month_end.replace(day=1), last_month_end)),
+        ("Last 90 days", ledger.Period.last_days(90)),
+    ]
+    ctx["chart"] = chart.cost_per_day(scope.period.days(), report.daily, labels)
+    ctx["top"] = ledger.top_conversations(scope)
+    ctx["usernames"] = sorted(g.filter for g in report.users if g.filter)[:1000]
+    response = render(request, "conversations/costs.html", ctx)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+# --- CSV exports ----------------------------------------------------------------------------
+
+LEDGER_HEADER = [
+    "time", "user", "conversation", "conversation_title", "message", "service", "model",
+    "input_tokens", "output_tokens", "total_tokens", "cost_input", "cost_output", "cost_total", "warnings",
+]
+GROUP_HEADER = [
+    "generations", "input_tokens", "output_tokens", "total_tokens",
+    "cost_input", "cost_output", "cost_total", "share_percent", "with_warnings",
+]
+
+
+class _Line:
+    """csv.writer writes into this and gets the line back, so rows can stream."""
+
+    def write(self, text: str) -> str:
+        return text
+
+
+def _csv_lines(header: list[str], rows: Iterable[list]) -> Iterator[str]:
+    writer = csv.writer(_Line())
+    yield writer.writerow(header)
+    for row in rows:
+        yield writer.writerow(row)
+
+
+def _ledger_rows(scope: ledger.Scope) -> Iterator[list]:
+    """One row per generation, streamed from the database in chunks (never all in memory)."""
+    rows = (
+        scope.cost_logs()
+        .order_by("created_at", "pk")
+        .values_list(
+            "created_at", "user__username", "conversation_id", "conversation__title", "message_id",
+            "service_name", "model_name", "input_tokens", "output_tokens", "total_tokens",
+            "cost_input", "cost_output", "cost_total", "warnings",
+        )
+        .iterator(chunk_size=2000)
+    )
+    for (created_at, username, conversation, title, message, service, model, tokens_in, tokens_out, tokens,
+         cost_in, cost_out, cost, warnings) in rows:  # fmt: skip
+        yield [
+            created_at.isoformat(), username or "", conversation or "", title or "", message or "", service, model,
+            _number(tokens_in), _number(tokens_out), _number(tokens),
+            plain(cost_in), plain(cost_out), plain(cost), " | ".join(str(w) for w in warnings or []),
+        ]  # fmt: skip
+
+
+def _group_rows(groups: list[ledger.Group], key_columns) -> Iterator[list]:
+    for group in groups:
+        t = group.totals
+        share = "" if t.share is None else plain(round(t.share, 4))
+        yield [
+            *key_columns(group), t.generations, t.input_tokens, t.output_tokens, t.tokens,
+            plain(t.cost_input), plain(t.cost_output), plain(t.cost), share, t.warned,
+        ]  # fmt: skip
+
+
+def _number(value) -> str:
+    return "" if value is None else str(value)
+
+
+async def _async_chunks(lines: Iterator[str]):
+    # Under ASGI (Daphne) a sync iterator would be read whole into memory first; this
+    # pulls it a batch at a time in the request's thread, where its database cursor lives.
+    next_batch = sync_to_async(lambda: "".join(islice(lines, 1000)))
+    while batch := await next_batch():
+        yield batch
+
+
+@staff_required
+def costs_csv(request, table: str):
+    form = CostFilterForm(request.GET, ledger.model_labels())
+    if not form.is_valid():
+        return HttpResponseBadRequest(" ".join(e for errors in form.errors.values() for e in errors))
+    scope = form.scope()
+    if table == "ledger":
+        lines = _csv_lines(LEDGER_HEADER, _ledger_rows(scope))
+    elif table == "users":
+        total = ledger.totals_of(ledger.daily(scope, ["cost"]))
+        groups = ledger.sort_groups(ledger.by_user(scope, total.cost, ledger.SUM_FIELDS), "-cost")
+        lines = _csv_lines(["user", *GROUP_HEADER], _group_rows(groups, lambda g: [g.label]))
+    elif table == "models":
+        daily = ledger.daily(scope, ledger.SUM_FIELDS)
+        groups = ledger.sort_groups(ledger.by_model(daily, ledger.totals_of(daily).cost), "-cost")
+        lines = _csv_lines(["service", "model", *GROUP_HEADER], _group_rows(groups, lambda g: list(g.key)))
+    else:
+        return HttpResponse("Unknown export.", status=404, content_type="text/plain")
+    period = scope.period
+    filename = f"costs-{period.start}-to-{period.end}-{table}.csv"
+    content = _async_chunks(lines) if isinstance(request, ASGIRequest) else lines
+    response = StreamingHttpResponse(content, content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+# --- each user's own usage ------------------------------------------------------------------
+
+USAGE_CONVERSATIONS = 50
+
+
+@login_required
+def usage(request):
+    sections = []
+    for title, period in (("This month", ledger.Period.this_month()), ("Last 90 days", ledger.Period.last_days(90))):
+        scope = ledger.Scope(period, user_id=request.user.pk)  # the user's own rows, never anyone else's
+        daily = ledger.daily(scope)
+        totals = ledger.totals_of(daily)
+        conversations = ledger.by_conversation(scope)
+        sections.append(
+            {
+                "title": title,
+                "period": period,
+                "totals": totals,
+                "no_cost": ledger.no_cost_reported(scope),
+                "models": ledger.sort_groups(ledger.by_model(daily, totals.cost), "-cost"),
+                "conversations": conversations[:USAGE_CONVERSATIONS],
+                "more_conversations": max(0, len(conversations) - USAGE_CONVERSATIONS),
+            }
+        )
+    ctx = {"sections": sections, "budget": budgets.state(request.user)}
+    return render(request, "conversations/usage.html", ctx)

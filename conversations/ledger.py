@@ -1,0 +1,325 @@
+"""The ledger's numbers: what generations cost, summed by the database.
+
+Every query here aggregates CostLog rows (or counts Message rows) in SQL, with Sum and
+Count over values() groups; no ledger row is loaded into Python. Sums are exact on
+every database because money is stored as integer picounits (see money.py). Python
+only adds up the few grouped rows (days × models) into the period's totals, which is
+exact too: Decimal addition.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.contrib.auth import get_user_model
+from django.db import connection
+from django.db.models import Count, DateField, F, Func, Q, Sum
+from django.db.models.functions import TruncDate
+from django.utils import timezone
+
+from conversations.models import Conversation, CostLog, GatewayModel, Message
+
+
+@dataclass(frozen=True)
+class Period:
+    """Whole days in the site's time zone, both ends included."""
+
+    start: date
+    end: date
+
+    @classmethod
+    def this_month(cls, today: date | None = None) -> Period:
+        today = today or timezone.localdate()
+        return cls(today.replace(day=1), today)
+
+    @classmethod
+    def last_days(cls, days: int, today: date | None = None) -> Period:
+        today = today or timezone.localdate()
+        return cls(today - timedelta(days=days - 1), today)
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        """[start, end) as aware datetimes: a range the created_at indexes can seek."""
+        tz = timezone.get_current_timezone()
+        return (
+            datetime.combine(self.start, time.min, tzinfo=tz),
+            datetime.combine(self.end + timedelta(days=1), time.min, tzinfo=tz),
+        )
+
+    def days(self) -> list[date]:
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
+
+    def __str__(self) -> str:
+        if self.start == self.end:
+            return day_label(self.end, year=True)
+        if (self.start.year, self.start.month) == (self.end.year, self.end.month):
+            return f"{self.start.day}–{day_label(self.end, year=True)}"
+        return f"{day_label(self.start, year=True)} – {day_label(self.end, year=True)}"
+
+
+def day_label(day: date, *, year: bool = False) -> str:
+    """`1 December` (portable: no %-d)."""
+    return f"{day.day} {day:%B %Y}" if year else f"{day.day} {day:%B}"
+
+
+def month_start() -> datetime:
+    return Period.this_month().bounds()[0]
+
+
+def next_month_start(today: date | None = None) -> date:
+    today = today or timezone.localdate()
+    last = calendar.monthrange(today.year, today.month)[1]
+    return today.replace(day=last) + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which part of the ledger: a period, and optionally one user and one model."""
+
+    period: Period
+    user_id: int | None = None
+    service_name: str | None = None
+    model_name: str | None = None
+
+    def cost_logs(self):
+        start, end = self.period.bounds()
+        return self._narrow(CostLog.objects.filter(created_at__gte=start, created_at__lt=end))
+
+    def cost_logs_by_day(self):
+        """The same rows, each with its `day`, selected so that grouping by day is cheap."""
+        if not utc_days_on_sqlite():
+            return self.cost_logs().annotate(day=TruncDate("created_at"))
+        if self.user_id is not None:
+            # One user's rows are few: the user index finds them, sorting them is cheap.
+            return self.cost_logs().annotate(day=UtcDay("created_at"))
+        # Everyone's rows, selected by the indexed day expression itself, so SQLite walks
+        # costlog_day_model in day order and never sorts them.
+        logs = CostLog.objects.annotate(day=UtcDay("created_at"))
+        return self._narrow(logs.filter(day__gte=self.period.start, day__lte=self.period.end))
+
+    def _narrow(self, logs):
+        if self.user_id is not None:
+            logs = logs.filter(user_id=self.user_id)
+        if self.model_name is not None:
+            logs = logs.filter(service_name=self.service_name, model_name=self.model_name)
+        return logs.order_by()  # no Meta ordering in GROUP BY queries
+
+    def no_cost_messages(self):
+        start, end = self.period.bounds()
+        messages = Message.no_cost_reported().filter(created_at__gte=start, created_at__lt=end)
+        if self.user_id is not None:
+            messages = messages.filter(conversation__user_id=self.user_id)
+        if self.model_name is not None:
+            messages = messages.filter(service_name=self.service_name, model_name=self.model_name)
+        return messages
+
+
+# --- sums ---------------------------------------------------------------------------
+
+SUM_FIELDS = ("cost", "cost_input", "cost_output", "input_tokens", "output_tokens", "tokens", "generations", "warned")
+# Each aggregate costs SQLite time on every row, so pages ask only for what they show.
+PAGE_SUMS = ("cost", "input_tokens", "output_tokens", "tokens", "generations", "warned")
+TABLE_SUMS = ("cost", "tokens", "generations")
+
+
+def _sums(names: Iterable[str]) -> dict:
+    sums = {
+        "cost": Sum("cost_total"),
+        "cost_input": Sum("cost_input"),
+        "cost_output": Sum("cost_output"),
+        "input_tokens": Sum("input_tokens"),
+        "output_tokens": Sum("output_tokens"),
+        "tokens": Sum("total_tokens"),
+        "generations": Count("*"),
+        "warned": Count("pk", filter=~Q(warnings=[])),
+    }
+    return {name: sums[name] for name in names}
+
+
+@dataclass
+class Totals:
+    """Sums over some ledger rows. None-valued sums (nothing reported) count as zero."""
+
+    cost: Decimal = Decimal(0)
+    cost_input: Decimal = Decimal(0)
+    cost_output: Decimal = Decimal(0)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tokens: int = 0
+    generations: int = 0
+    warned: int = 0
+    share: Decimal | None = None  # of the period's total cost, in percent
+
+    @classmethod
+    def of(cls, row: dict) -> Totals:
+        return cls(**{name: row.get(name) or cls.__dataclass_fields__[name].default for name in SUM_FIELDS})
+
+    def add(self, other: Totals) -> None:
+        for name in SUM_FIELDS:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+    def set_share(self, total_cost: Decimal) -> None:
+        self.share = self.cost * 100 / total_cost if total_cost else None
+
+
+@dataclass
+class Group:
+    """One row of a breakdown: who or what, and its totals."""
+
+    key: object
+    label: str
+    totals: Totals
+    url: str = ""  # where the label links
+    filter: str = ""  # the dashboard's filter value for it (user=..., model=...)
+
+
+class UtcDay(Func):
+    """created_at's UTC date on SQLite: the first ten characters of the stored text.
+
+    Written exactly as the SQLite-only index of migration 0004 (costlog_day_model), so
+    SQLite reads the period's rows in day order and sums them without sorting.
+    TruncDate would call a Python function for every row there.
+    """
+
+    template = "substr(%(expressions)s, 1, 10)"
+    output_field = DateField()
+
+
+def utc_days_on_sqlite() -> bool:
+    return connection.vendor == "sqlite" and timezone.get_current_timezone_name() in ("UTC", "Etc/UTC")
+
+
+def daily(scope: Scope, sums: Iterable[str] = PAGE_SUMS) -> list[dict]:
+    """Sums per day and model: the chart, and (added up) the totals and the model table."""
+    return list(scope.cost_logs_by_day().values("day", "service_name", "model_name").annotate(**_sums(sums)))
+
+
+def totals_of(groups: Iterable[dict | Totals]) -> Totals:
+    total = Totals()
+    for group in groups:
+        total.add(group if isinstance(group, Totals) else Totals.of(group))
+    return total
+
+
+def model_labels() -> dict[tuple[str, str], str]:
+    return {(m.service_name, m.model_name): m.label for m in GatewayModel.objects.all()}
+
+
+def by_model(daily_rows: list[dict], total_cost: Decimal) -> list[Group]:
+    """The model table, from the per-day sums (a few hundred rows at most)."""
+    labels = model_labels()
+    groups: dict[tuple[str, str], Totals] = {}
+    for row in daily_rows:
+        key = (row["service_name"], row["model_name"])
+        groups.setdefault(key, Totals()).add(Totals.of(row))
+    result = []
+    for key, totals in groups.items():
+        totals.set_share(total_cost)
+        result.append(Group(key, labels.get(key, key[1]), totals, filter=f"{key[0]}/{key[1]}"))
+    return result
+
+
+def by_user(scope: Scope, total_cost: Decimal, sums: Iterable[str] = TABLE_SUMS) -> list[Group]:
+    """Sums per user. The table's columns are all in the covering index costlog_time_totals,
+    and few columns are quick to carry through SQLite's GROUP BY sort."""
+    rows = list(scope.cost_logs().values("user_id").annotate(**_sums(sums)))
+    users = get_user_model().objects.filter(pk__in=[r["user_id"] for r in rows if r["user_id"]])
+    names = dict(users.values_list("pk", "username"))
+    groups = []
+    for row in rows:
+        totals = Totals.of(row)
+        totals.set_share(total_cost)
+        user_id = row["user_id"]
+        name = names.get(user_id)
+        groups.append(Group(user_id, name or "(deleted user)", totals, filter=name or ""))
+    return groups
+
+
+def top_conversations(scope: Scope, limit: int = 10) -> list[Group]:
+    rows = list(
+        scope.cost_logs()
+        .filter(conversation__isnull=False)
+        .values("conversation_id")
+        .annotate(**_sums(TABLE_SUMS))
+        .order_by(F("cost").desc(nulls_last=True), "conversation_id")[:limit]
+    )
+    conversations = Conversation.objects.select_related("user").only("title", "user__username").in_bulk(
+        [r["conversation_id"] for r in rows]
+    )
+    groups = []
+    for row in rows:
+        conversation = conversations.get(row["conversation_id"])
+        if conversation is not None:
+            groups.append(Group(conversation, str(conversation), Totals.of(row)))
+    return groups
+
+
+def by_conversation(scope: Scope) -> list[Group]:
+    """One user's conversations by cost (the Usage page); deleted ones add up in one row."""
+    rows = list(
+        scope.cost_logs()
+        .values("conversation_id")
+        .annotate(**_sums(TABLE_SUMS))
+        .order_by(F("cost").desc(nulls_last=True), "conversation_id")
+    )
+    titles = dict(
+        Conversation.objects.filter(pk__in=[r["conversation_id"] for r in rows if r["conversation_id"]]).values_list(
+            "pk", "title"
+        )
+    )
+    groups = []
+    for row in rows:
+        conversation_id = row["conversation_id"]
+        if conversation_id in titles:
+            label = titles[conversation_id] or f"Conversation {conversation_id}"
+            url = Conversation(pk=conversation_id).get_absolute_url()
+            groups.append(Group(conversation_id, label, Totals.of(row), url))
+        else:
+            groups.append(Group(None, "(deleted conversations)", Totals.of(row)))
+    return groups
+
+
+def no_cost_reported(scope: Scope) -> int:
+    return scope.no_cost_messages().count()
+
+
+SORT_KEYS = {
+    "name": lambda g: g.label.casefold(),
+    "cost": lambda g: g.totals.cost,
+    "tokens": lambda g: g.totals.tokens,
+    "generations": lambda g: g.totals.generations,
+}
+
+
+def sort_groups(groups: list[Group], sort: str) -> list[Group]:
+    """`cost`, `-cost`, `name`, ...: the aggregated rows, in the order the table asks."""
+    key = sort.lstrip("-")
+    # Ties keep a stable, readable order: by name.
+    groups = sorted(groups, key=SORT_KEYS["name"])
+    return sorted(groups, key=SORT_KEYS[key], reverse=sort.startswith("-"))
+
+
+@dataclass
+class Report:
+    """Everything the dashboard shows for one scope."""
+
+    scope: Scope
+    totals: Totals = field(default_factory=Totals)
+    daily: list[dict] = field(default_factory=list)
+    models: list[Group] = field(default_factory=list)
+    users: list[Group] = field(default_factory=list)
+    no_cost: int = 0
+
+    @classmethod
+    def build(cls, scope: Scope, *, details: bool = True) -> Report:
+        report = cls(scope)
+        report.daily = daily(scope)
+        report.totals = totals_of(report.daily)
+        report.models = by_model(report.daily, report.totals.cost)
+        report.users = by_user(scope, report.totals.cost)
+        if details:
+            report.no_cost = no_cost_reported(scope)
+        return report

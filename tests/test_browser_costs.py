@@ -1,0 +1,119 @@
+"""The cost pages in real headless Chromium (Playwright), against the app under Daphne."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from decimal import Decimal
+
+import pytest
+
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, AppServer, require_chromium
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    server = AppServer(tmp_path_factory.mktemp("costs")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    problems = []
+    # The Content-Security-Policy allows no inline script: any violation is a bug.
+    page.on("console", lambda m: m.type == "error" and "Content Security Policy" in m.text and problems.append(m.text))
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    yield page
+    context.close()
+    assert not problems, problems
+
+
+def money(text: str) -> Decimal:
+    return Decimal(text.strip().removeprefix("$"))
+
+
+def test_staff_see_the_chart_sort_the_tables_and_download_the_csv(page, app):
+    from playwright.sync_api import expect
+
+    # The first account runs the site; the seeded users come after it.
+    page.goto(app.url + "/accounts/signup/")
+    page.get_by_label("Username").fill("admin")
+    page.get_by_label("Password", exact=True).fill("a-long-passphrase-42")
+    page.get_by_label("Password confirmation").fill("a-long-passphrase-42")
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_label("Message")).to_be_visible()
+    app.manage("seed_costlog", "3000", "--random-seed", "3")
+
+    page.get_by_role("link", name="Costs").click()
+    expect(page.get_by_role("heading", name=re.compile("^Costs"))).to_be_visible()
+    chart = page.get_by_role("img", name="Cost per day")
+    expect(chart).to_be_visible()
+    assert chart.bounding_box()["height"] > 150  # drawn, not just present
+    assert chart.locator("rect").count() > 20
+    by_user = page.locator("#by-user")
+    expect(by_user.get_by_role("row")).to_have_count(21)  # the header and the top 20
+    expect(page.locator("#by-model").get_by_role("row")).to_have_count(6)  # five models
+    expect(page.locator("#top-conversations").get_by_role("link").first).to_have_attribute(
+        "href", re.compile(r"^/admin/conversations/conversation/\d+/change/$")
+    )
+    total = money(page.locator("#total-cost").inner_text())
+    generations = int(page.locator("#generations").inner_text().replace(",", ""))
+    assert total > 0 and generations > 100
+
+    # Sorting by name swaps in the tables (htmx) and keeps the sort in the address bar.
+    by_user.get_by_role("link", name="User", exact=True).click()
+    expect(page).to_have_url(re.compile(r"users_sort=name"))
+    expect(page.locator("#by-user th[aria-sort=ascending]")).to_have_text("User")
+    names = page.locator("#by-user tbody th").all_inner_texts()
+    assert names == sorted(names) and len(names) == 20
+    expect(chart).to_be_visible()  # the rest of the page stayed
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="Ledger rows").click()
+    download = download_info.value
+    assert re.fullmatch(r"costs-\d{4}-\d\d-01-to-\d{4}-\d\d-\d\d-ledger\.csv", download.suggested_filename)
+    with open(download.path(), newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == generations
+    assert sum(Decimal(r["cost_total"]) for r in rows) == total  # exact, to the last digit
+    assert {r["user"] for r in rows} <= {f"seed-user-{i:03}" for i in range(1, 101)}
+    assert not any("E" in r["cost_total"] for r in rows)
+
+    with page.expect_download() as download_info:
+        page.get_by_role("link", name="By model").click()
+    text = open(download_info.value.path(), newline="").read()
+    models = list(csv.DictReader(io.StringIO(text)))
+    assert len(models) == 5 and sum(Decimal(r["cost_total"]) for r in models) == total
+
+
+def test_a_user_sees_their_usage(page, app):
+    from playwright.sync_api import expect
+
+    app.manage("seed_costlog", "0")  # other accounts exist (seeded ones): this one is not the admin
+    page.goto(app.url + "/accounts/signup/")
+    page.get_by_label("Username").fill("someone")
+    page.get_by_label("Password", exact=True).fill("a-long-passphrase-42")
+    page.get_by_label("Password confirmation").fill("a-long-passphrase-42")
+    page.get_by_role("button", name="Sign up").click()
+    page.get_by_role("link", name="Usage").click()
+    expect(page.get_by_role("heading", name="Usage")).to_be_visible()
+    expect(page.get_by_role("heading", name=re.compile("^This month"))).to_be_visible()
+    expect(page.get_by_text("No answers with a reported cost in this period.").first).to_be_visible()
+    expect(page.get_by_role("link", name="Costs")).to_have_count(0)  # not staff
+    assert page.goto(app.url + "/dashboard/costs/").status == 403

@@ -1,0 +1,342 @@
+"""The cost dashboard, its CSV exports, the Usage page and seed_costlog, over a real database."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.db import connection
+from django.utils import timezone
+
+from conversations import ledger
+from conversations.models import CostLog, Message
+from tests.costs import conversation, ended_without_cost, log_cost, read_csv
+
+pytestmark = pytest.mark.django_db
+
+COSTS = ["1.5e-07", "0.0001536", "0.1", "0.2"] + ["1e-07"] * 10_000
+EXACT = Decimal("0.30115375")  # 1.5e-07 + 0.0001536 + 0.1 + 0.2 + 10,000 × 1e-07
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+
+
+@pytest.fixture
+def staff_client(client, staff):
+    client.force_login(staff)
+    return client
+
+
+def total_cost(page: str) -> str:
+    return re.search(r'<dd id="total-cost">([^<]*)</dd>', page).group(1)
+
+
+def summary(page: str, name: str) -> str:
+    return re.search(rf'<dd id="{name}">([^<]*)</dd>', page).group(1)
+
+
+# --- exact sums -----------------------------------------------------------------------
+
+
+def test_it_sums_every_digit_on_the_dashboard_and_in_the_csv(staff_client, alice, bob):
+    assert sum(Decimal(c) for c in COSTS) == EXACT
+    # Written like generations write them (the first few), then in bulk: the database sums.
+    for cost in COSTS[:4]:
+        log_cost(alice, cost)
+    CostLog.objects.bulk_create(
+        CostLog(user=bob, service_name="openai", model_name="gpt-4o-mini", cost_total=Decimal(c), total_tokens=3)
+        for c in COSTS[4:]
+    )
+
+    page = staff_client.get("/dashboard/costs/").content.decode()
+    assert total_cost(page) == "$0.30115375"
+    assert summary(page, "generations") == "10,004"
+
+    rows = read_csv(staff_client.get("/dashboard/costs/ledger.csv"))
+    assert len(rows) == 10_004
+    assert sum(Decimal(r["cost_total"]) for r in rows) == EXACT
+    assert {r["cost_total"] for r in rows} == {"0.00000015", "0.0001536", "0.1", "0.2", "0.0000001"}  # never 1E-7
+
+    users = read_csv(staff_client.get("/dashboard/costs/users.csv"))
+    assert {r["user"]: r["cost_total"] for r in users} == {"alice": "0.30015375", "bob": "0.001"}
+    assert sum(Decimal(r["cost_total"]) for r in users) == EXACT
+    models = read_csv(staff_client.get("/dashboard/costs/models.csv"))
+    assert {(r["service"], r["model"]): r["generations"] for r in models} == {
+        ("google-gemini", "gemini-2.0-flash"): "4",
+        ("openai", "gpt-4o-mini"): "10000",
+    }
+    assert sum(Decimal(r["cost_total"]) for r in models) == EXACT
+
+
+def test_it_keeps_the_ledger_columns_in_the_csv(staff_client, alice):
+    chat = conversation(alice, "Pricing, questions")
+    log = log_cost(alice, "0.0001554", chat=chat, tokens=(24, 512), warnings=["Rate limit: 3 left"])
+    (row,) = read_csv(staff_client.get("/dashboard/costs/ledger.csv"))
+    assert row["user"] == "alice" and row["conversation"] == str(chat.pk)
+    assert row["conversation_title"] == "Pricing, questions"  # the comma is quoted, not a new column
+    assert row["message"] == str(log.message_id)
+    assert (row["service"], row["model"]) == ("google-gemini", "gemini-2.0-flash")
+    assert (row["input_tokens"], row["output_tokens"], row["total_tokens"]) == ("24", "512", "536")
+    assert (row["cost_total"], row["cost_input"]) == ("0.0001554", "")  # unknown stays empty, not 0
+    assert row["warnings"] == "Rate limit: 3 left"
+    assert row["time"] == log.created_at.isoformat()
+    response = staff_client.get("/dashboard/costs/ledger.csv")
+    filename = r'attachment; filename="costs-\d{4}-\d\d-01-to-\d{4}-\d\d-\d\d-ledger\.csv"'
+    assert re.match(filename, response["Content-Disposition"])
+
+
+def test_it_shows_the_share_of_the_total(staff_client, alice, bob):
+    log_cost(alice, "0.75")
+    log_cost(bob, "0.25", model="gemini-3-pro-thinking-preview")
+    page = staff_client.get("/dashboard/costs/").content.decode()
+    assert "75.0%" in page and "25.0%" in page
+    users = {r["user"]: r["share_percent"] for r in read_csv(staff_client.get("/dashboard/costs/users.csv"))}
+    assert users == {"alice": "75", "bob": "25"}
+
+
+# --- who may see it ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("url", ["/dashboard/costs/", "/dashboard/costs/ledger.csv", "/dashboard/costs/users.csv"])
+def test_it_is_for_staff_only(client, alice, url):
+    response = client.get(url)
+    assert response.status_code == 302 and response.url == f"/accounts/login/?next={url}"
+    client.force_login(alice)
+    assert client.get(url).status_code == 403
+
+
+def test_the_staff_see_it_in_the_navigation(client, alice, staff):
+    client.force_login(alice)
+    assert "/dashboard/costs/" not in client.get("/keys/").content.decode()
+    assert 'href="/usage/"' in client.get("/").content.decode()
+    client.force_login(staff)
+    assert 'href="/dashboard/costs/"' in client.get("/keys/").content.decode()
+    assert 'href="/dashboard/costs/"' in client.get("/").content.decode()
+
+
+# --- filters, counts, sorting -------------------------------------------------------------
+
+
+def test_it_shows_this_month_by_default_and_any_period_asked_for(staff_client, alice):
+    now = timezone.now()
+    log_cost(alice, "0.5")
+    long_ago = now - timedelta(days=45)
+    log_cost(alice, "0.25", when=long_ago)
+
+    page = staff_client.get("/dashboard/costs/").content.decode()
+    assert total_cost(page) == "$0.5"
+    assert ledger.Period.this_month().__str__() in page
+
+    day = long_ago.date().isoformat()
+    page = staff_client.get(f"/dashboard/costs/?from={day}&to={day}").content.decode()
+    assert total_cost(page) == "$0.25"
+    rows = read_csv(staff_client.get(f"/dashboard/costs/ledger.csv?from={day}&to={day}"))
+    assert [r["cost_total"] for r in rows] == ["0.25"]
+
+    start = (now - timedelta(days=89)).date().isoformat()
+    page = staff_client.get(f"/dashboard/costs/?from={start}&to={now.date().isoformat()}").content.decode()
+    assert total_cost(page) == "$0.75"
+
+
+def test_it_filters_by_user_and_by_model(staff_client, alice, bob):
+    log_cost(alice, "0.1")
+    log_cost(alice, "0.02", service="openai", model="gpt-4o-mini")
+    log_cost(bob, "0.003")
+
+    page = staff_client.get("/dashboard/costs/?user=alice").content.decode()
+    assert total_cost(page) == "$0.12"
+    assert ">bob<" not in page
+    page = staff_client.get("/dashboard/costs/?model=openai/gpt-4o-mini").content.decode()
+    assert total_cost(page) == "$0.02"
+    assert "gpt-4o-mini" in page  # a model outside the catalogue is still offered, by name
+    page = staff_client.get("/dashboard/costs/?user=alice&model=google-gemini/gemini-2.0-flash").content.decode()
+    assert total_cost(page) == "$0.1"
+    rows = read_csv(staff_client.get("/dashboard/costs/ledger.csv?user=bob"))
+    assert [r["user"] for r in rows] == ["bob"]
+
+
+def test_it_refuses_a_filter_it_cannot_apply(staff_client):
+    response = staff_client.get("/dashboard/costs/?from=2026-11-20&to=2026-11-01")
+    assert response.status_code == 400 and "“From” must be on or before “To”" in response.content.decode()
+    response = staff_client.get("/dashboard/costs/?user=nobody")
+    assert response.status_code == 400 and "There is no user named “nobody”" in response.content.decode()
+    assert staff_client.get("/dashboard/costs/ledger.csv?from=yesterday").status_code == 400
+    assert staff_client.get("/dashboard/costs/secrets.csv").status_code == 404
+
+
+def test_it_counts_answers_with_no_cost_reported_and_with_warnings(staff_client, alice, bob):
+    chat = conversation(alice)
+    log_cost(alice, "0.01", chat=chat, warnings=["Rate limit: 1 left"])
+    log_cost(alice, "0.01", chat=chat)
+    for status in ("stopped", "interrupted", "failed"):
+        ended_without_cost(chat, status)
+    ended_without_cost(chat, "failed", when=timezone.now() - timedelta(days=45))  # another period
+    chat.messages.create(role=Message.Role.USER, content="hi")  # questions have no cost
+    ended_without_cost(conversation(bob), "stopped", model="gemini-3-pro-thinking-preview")
+
+    page = staff_client.get("/dashboard/costs/").content.decode()
+    assert summary(page, "no-cost") == "4" and summary(page, "warned") == "1"
+    assert total_cost(page) == "$0.02"  # an unknown cost is counted apart, never as zero
+    page = staff_client.get("/dashboard/costs/?user=alice").content.decode()
+    assert summary(page, "no-cost") == "3"
+    page = staff_client.get("/dashboard/costs/?model=google-gemini/gemini-3-pro-thinking-preview").content.decode()
+    assert summary(page, "no-cost") == "1"
+
+
+def _row_order(page: str, table: str) -> list[str]:
+    body = page.split(f'id="{table}"', 1)[1].split("</table>", 1)[0]
+    return re.findall(r'<th scope="row">(?:<a [^>]*>)?([^<]+)', body)
+
+
+def test_it_sorts_the_tables(staff_client, alice, bob, django_user_model):
+    carol = django_user_model.objects.create_user("carol")
+    log_cost(alice, "0.2", tokens=(1, 1))
+    log_cost(bob, "0.3", tokens=(50, 50))
+    log_cost(carol, "0.1", tokens=(5, 5))
+    log_cost(carol, "0.01", tokens=(5, 5), service="openai", model="gpt-4o-mini")
+
+    page = staff_client.get("/dashboard/costs/").content.decode()
+    assert _row_order(page, "by-user") == ["bob", "alice", "carol"]  # biggest cost first
+    assert 'aria-sort="descending"><a href="?users_sort=cost"' in page  # the link reverses it
+    page = staff_client.get("/dashboard/costs/?users_sort=name").content.decode()
+    assert _row_order(page, "by-user") == ["alice", "bob", "carol"]
+    page = staff_client.get("/dashboard/costs/?users_sort=-tokens").content.decode()
+    assert _row_order(page, "by-user") == ["bob", "carol", "alice"]
+    page = staff_client.get("/dashboard/costs/?users_sort=-generations&models_sort=cost").content.decode()
+    assert _row_order(page, "by-user")[0] == "carol"
+    assert _row_order(page, "by-model") == ["gpt-4o-mini", "Gemini 2.0 Flash"]
+    # A nonsense sort falls back to the default instead of failing.
+    assert _row_order(staff_client.get("/dashboard/costs/?users_sort=password").content.decode(), "by-user")[0] == "bob"
+
+
+def test_htmx_sorting_gets_only_the_tables(staff_client, alice):
+    log_cost(alice, "0.2")
+    response = staff_client.get("/dashboard/costs/?users_sort=name", headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert html.strip().startswith('<div id="breakdown"') and "<html" not in html
+    assert "alice" in html and "Cost per day" not in html
+    assert "HX-Request" in response["Vary"]
+    # The back button after such a swap may ask htmx to restore the whole page.
+    restore = staff_client.get(
+        "/dashboard/costs/?users_sort=name", headers={"HX-Request": "true", "HX-History-Restore-Request": "true"}
+    )
+    assert "<html" in restore.content.decode()
+
+
+def test_it_lists_the_top_conversations_with_links_to_the_admin(staff_client, admin_client, alice, bob):
+    cheap, dear = conversation(alice, "Cheap chat"), conversation(bob, "Dear chat")
+    log_cost(alice, "0.001", chat=cheap)
+    log_cost(bob, "0.5", chat=dear)
+    log_cost(bob, "0.25", chat=dear)
+    page = staff_client.get("/dashboard/costs/").content.decode()
+    assert _row_order(page, "top-conversations") == ["Dear chat", "Cheap chat"]
+    assert f'<a href="/admin/conversations/conversation/{dear.pk}/change/">Dear chat</a>' in page
+    assert "Dear chat" in admin_client.get(f"/admin/conversations/conversation/{dear.pk}/change/").content.decode()
+
+
+def test_it_draws_the_cost_per_day_stacked_by_model(staff_client, alice):
+    now = timezone.now()
+    log_cost(alice, "0.2")
+    log_cost(alice, "0.1", service="openai", model="gpt-4o-mini")
+    page = staff_client.get("/dashboard/costs/").content.decode()
+    svg = re.search(r"<svg role=\"img\" aria-labelledby=\"chart-title\".*?</svg>", page, re.S).group(0)
+    assert '<title id="chart-title">Cost per day, stacked by model</title>' in svg
+    bars = re.findall(r'<rect [^>]*><title>([^<]*)</title>', svg)
+    day = f"{now.day} {now:%B}"
+    assert sorted(bars) == sorted([f"{day} · Gemini 2.0 Flash: $0.2", f"{day} · gpt-4o-mini: $0.1"])
+    assert ">$0.3<" in svg  # the axis tops out at the day's total, a round number
+    assert "Gemini 2.0 Flash</li>" in page and "gpt-4o-mini</li>" in page  # the legend
+
+
+def test_the_chart_scale_is_round():
+    from conversations.chart import nice_ceiling
+
+    assert nice_ceiling(Decimal("0.29")) == Decimal("0.3")
+    assert nice_ceiling(Decimal("0.0000031")) == Decimal("0.000004")
+    assert nice_ceiling(Decimal("7.5")) == Decimal("8")
+    assert nice_ceiling(Decimal("9")) == Decimal("10")
+    assert nice_ceiling(Decimal("0")) == Decimal("1")
+
+
+@pytest.mark.skipif(connection.vendor != "sqlite", reason="the day index is SQLite's")
+def test_sqlite_groups_days_from_the_day_index(alice):
+    """Migration 0004's expression index must exist and match ledger.UtcDay (bench/dashboard.py)."""
+    query = ledger.Scope(ledger.Period.this_month()).cost_logs_by_day().values("day", "service_name", "model_name")
+    sql, params = query.annotate(n=ledger.Count("*")).query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
+        plan = " ".join(str(row[-1]) for row in cursor.fetchall())
+    assert "costlog_day_model" in plan and "TEMP B-TREE" not in plan
+
+
+# --- each user's own usage ----------------------------------------------------------------
+
+
+def test_the_usage_page_shows_only_the_users_own_numbers(client, alice, bob):
+    mine, theirs = conversation(alice, "My chat"), conversation(bob, "Bob's secret plans")
+    log_cost(alice, "0.0123", chat=mine)
+    log_cost(alice, "0.001", chat=mine, when=timezone.now() - timedelta(days=60), service="openai", model="gpt-4o-mini")
+    log_cost(bob, "0.777", chat=theirs, service="anthropic", model="claude-haiku-4-5")
+    ended_without_cost(mine, "failed")
+
+    client.force_login(alice)
+    page = client.get("/usage/").content.decode()
+    this_month, last_90_days = page.split("Last 90 days", 1)
+    assert "$0.0123" in this_month and "gpt-4o-mini" not in this_month
+    assert "$0.0133" in last_90_days and "gpt-4o-mini" in last_90_days
+    assert f'<a href="/c/{mine.pk}/">My chat</a>' in page
+    assert "0.777" not in page and "Bob" not in page and "claude" not in page
+    assert ">No cost reported</dt><dd>1<" in page
+
+
+def test_the_usage_page_needs_a_login(client):
+    response = client.get("/usage/")
+    assert response.status_code == 302 and response.url.startswith("/accounts/login/")
+
+
+# --- the conversation's total ---------------------------------------------------------------
+
+
+def test_the_conversation_header_shows_its_total(client, alice, db_models):
+    chat = conversation(alice)
+    log_cost(alice, "0.0001554", chat=chat, tokens=(24, 512))
+    log_cost(alice, "1e-07", chat=chat, tokens=(1, 1))
+    ended_without_cost(chat, "stopped")
+    client.force_login(alice)
+    page = client.get(chat.get_absolute_url()).content.decode()
+    assert re.search(
+        r'<p id="conversation-total" class="usage">Conversation total: 538 tokens · \$0.0001555 '
+        r"\(and 1 answer with no cost reported\)</p>",
+        page,
+    )
+    page = client.get("/").content.decode()
+    assert '<p id="conversation-total" class="usage"></p>' in page  # a new chat: nothing yet
+
+
+# --- seed_costlog ------------------------------------------------------------------------------
+
+
+def test_seed_costlog_fills_the_ledger(django_user_model):
+    before = timezone.now()
+    call_command("seed_costlog", 2500, random_seed=7, batch_size=1000)
+    logs = CostLog.objects.all()
+    assert logs.count() == 2500
+    assert logs.values("service_name", "model_name").distinct().count() == 5
+    assert 1 < logs.values("user").distinct().count() <= 100
+    assert django_user_model.objects.filter(username__startswith="seed-user-").count() == 100
+    oldest = logs.order_by("created_at").first().created_at
+    newest = logs.order_by("created_at").last().created_at
+    assert before - timedelta(days=90) <= oldest and newest <= timezone.now()
+    assert not logs.filter(cost_total__isnull=True).exists()
+    assert not logs.filter(cost_total__lte=0).exists() and not logs.filter(cost_total__gt=Decimal("0.05")).exists()
+    assert logs.filter(conversation__isnull=True).count() == 0
+    assert Message.no_cost_reported().count() == 25
+    # Running it again adds rows and reuses the users.
+    call_command("seed_costlog", 10)
+    assert CostLog.objects.count() == 2510
+    assert django_user_model.objects.filter(username__startswith="seed-user-").count() == 100

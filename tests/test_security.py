@@ -1,0 +1,138 @@
+"""The security sweep: bob can touch nothing of alice's, the headers and the deploy check."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from asgiref.sync import sync_to_async
+
+from conversations.models import ApiKey, Conversation, Message
+from tests.chat import connect, no_generation_left, open_socket
+from tests.conftest import add_key
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "sk_live_4f9a8b7c6d5e4f3a2b1c0d9e8f7a1b2"
+
+
+def alices_things(alice, model):
+    conversation = Conversation.objects.create(user=alice, title="Alice's secret plans", model=model)
+    conversation.messages.create(role="user", content="Plans")
+    answer = conversation.messages.create(role="assistant", content="Secret answer", status="failed", error_kind="server")
+    key = add_key(alice, "Personal", SECRET)
+    return conversation, answer, key
+
+
+def snapshot():
+    return (
+        list(Conversation.objects.values_list("id", "title", "updated_at")),
+        list(Message.objects.values_list("id", "content", "status")),
+        list(ApiKey.objects.values_list("id", "label", "ciphertext", "in_use", "refused_at")),
+    )
+
+
+@pytest.mark.django_db
+def test_bob_gets_404_on_every_url_of_alices(client, alice, bob, db_models):
+    conversation, answer, key = alices_things(alice, db_models["flash"])
+    before = snapshot()
+    client.force_login(bob)
+    for method, url in [
+        ("get", f"/c/{conversation.pk}/"),
+        ("post", f"/keys/{key.pk}/use/"),
+        ("post", f"/keys/{key.pk}/replace/"),
+        ("get", f"/keys/{key.pk}/delete/"),
+        ("post", f"/keys/{key.pk}/delete/"),
+    ]:
+        response = getattr(client, method)(url, {"value": "sk_bobs_0123456789abc"} if method == "post" else None)
+        assert response.status_code == 404, url
+    # The admin is for staff only.
+    assert client.get(f"/admin/conversations/conversation/{conversation.pk}/change/").status_code == 302
+    assert "Secret answer" not in client.get("/").content.decode()
+    assert snapshot() == before
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_bob_is_refused_every_socket_action_on_alices(alice, bob, db_models, gateway_url, fake_gateway):
+    conversation, answer, _ = await sync_to_async(alices_things)(alice, db_models["flash"])
+    before = await sync_to_async(snapshot)()
+
+    watcher = await connect(bob, f"/ws/chat/{conversation.pk}/")
+    assert not (await watcher.connect())[0]
+    socket = await open_socket(bob)
+    for frame, refusal in [
+        ({"action": "send", "message": "Hi", "model": db_models["flash"].pk, "conversation": conversation.pk},
+         "conversation was not found"),
+        ({"action": "stop", "conversation": conversation.pk}, "conversation was not found"),
+        ({"action": "retry", "message": answer.pk}, "answer was not found"),
+    ]:
+        await socket.send_to(text_data=json.dumps(frame))
+        reply = await socket.receive_from(timeout=5)
+        assert refusal in reply and "Secret" not in reply
+    await socket.disconnect()
+    await no_generation_left()
+    assert await sync_to_async(snapshot)() == before
+    assert fake_gateway.requests == []
+
+
+@pytest.mark.django_db
+def test_every_page_has_a_policy_without_inline_script(client, alice):
+    client.force_login(alice)
+    for url in ["/", "/keys/", "/accounts/login/", "/accounts/signup/"]:
+        policy = client.get(url)["Content-Security-Policy"]
+        directives = dict(part.strip().split(" ", 1) for part in policy.split(";") if part.strip())
+        assert directives["script-src"] == "'self'", url
+        assert "unsafe-inline" not in directives["script-src"] and "unsafe-eval" not in policy
+        assert directives["frame-ancestors"] == "'none'"
+
+
+def deploy_env(**extra):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "UPSTREAM_"))}
+    env.update(
+        DJANGO_SETTINGS_MODULE="chatsite.settings",
+        ENV_FILE="",
+        DEBUG="0",
+        HTTPS="1",
+        SECRET_KEY=secrets.token_urlsafe(50),
+        FIELD_ENCRYPTION_KEYS="dGVzdHMtb25seS10ZXN0cy1vbmx5LXRlc3RzLW9ubHk=",
+        **extra,
+    )
+    return env
+
+
+def test_the_deploy_check_reports_nothing_with_https(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT, env=deploy_env(DATA_DIR=str(tmp_path)), capture_output=True, text=True,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_cookies_are_secure_with_https(tmp_path):
+    code = "from django.conf import settings as s; print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_SSL_REDIRECT)"
+    result = subprocess.run(
+        [sys.executable, "-c", f"import django; django.setup(); {code}"],
+        cwd=ROOT, env=deploy_env(DATA_DIR=str(tmp_path)), capture_output=True, text=True,
+    )
+    assert result.stdout.split() == ["True", "True", "True"], result.stderr
+
+
+@pytest.mark.django_db
+def test_no_password_or_session_id_in_the_logs(client, caplog, db_models):
+    caplog.set_level(logging.DEBUG)
+    password = "a-long-passphrase-42"
+    client.post("/accounts/signup/", {"username": "carol", "password1": password, "password2": password})
+    client.logout()
+    client.post("/accounts/login/", {"username": "carol", "password": "wrong-" + password})
+    client.post("/accounts/login/", {"username": "carol", "password": password})
+    session_id = client.cookies["sessionid"].value
+    client.post("/keys/", {"label": "k", "value": SECRET})
+    client.get("/c/999999/")  # a 404 is logged
+    assert caplog.records  # something was logged...
+    assert password not in caplog.text and session_id not in caplog.text and SECRET not in caplog.text  # ...none of these
