@@ -69,7 +69,7 @@ class AppServer:
             self.env["UPSTREAM_API_KEY"] = "sk_browser_test"
         self.created_database = None
         if share_with is not None:
-            for name in ("DATABASE_URL", "REDIS_URL", "DATA_DIR", "SECRET_KEY", "FIELD_ENCRYPTION_KEYS"):
+            for name in ("DATABASE_URL", "REDIS_URL", "DATA_DIR", "STATIC_ROOT", "SECRET_KEY", "FIELD_ENCRYPTION_KEYS"):
                 if name in share_with.env:
                     self.env[name] = share_with.env[name]
         else:

@@ -66,11 +66,13 @@ def sign_up(page, server):
     from playwright.sync_api import expect
 
     page.goto(server.url + "/accounts/signup/")
-    page.get_by_label("Username").fill(next(_usernames))
+    username = next(_usernames)
+    page.get_by_label("Username").fill(username)
     page.get_by_label("Password", exact=True).fill("a-long-passphrase-42")
     page.get_by_label("Password confirmation").fill("a-long-passphrase-42")
     page.get_by_role("button", name="Sign up").click()
     expect(page.get_by_label("Message")).to_be_visible()
+    return username
 
 
 def add_key(page, server, label, secret):

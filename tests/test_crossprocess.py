@@ -1,0 +1,116 @@
+"""Two Daphne processes on one PostgreSQL and one Redis behave as one app.
+
+A stream started through process A is watched live from a page on process B, resumed
+after a reload on B with no chunk lost or repeated, and stopped from B. Runs on the
+PostgreSQL + Redis pass of `make test` (tests/scaleout.py); skipped on the SQLite pass,
+where the in-memory channel layer cannot reach another process.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+
+import pytest
+
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, AppServer, require_chromium
+from tests.fakegateway import FakeGateway, Reply, Wait, chunk, final, sse
+from tests.test_browser import add_key, sign_up
+
+pytestmark = pytest.mark.skipif(
+    not (os.environ.get("REDIS_URL") and os.environ.get("DATABASE_URL", "").startswith("postgres")),
+    reason="needs PostgreSQL and Redis (the second pass of make test)",
+)
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    with FakeGateway() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory, gateway):
+    a = AppServer(tmp_path_factory.mktemp("a"), gateway.base_url).start()
+    b = AppServer(tmp_path_factory.mktemp("b"), gateway.base_url, share_with=a).start(migrate=False)
+    yield a, b
+    b.stop()
+    a.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def log_in(page, server, username):
+    page.goto(server.url + "/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill("a-long-passphrase-42")
+    page.get_by_role("button", name="Log in").click()
+
+
+def test_a_stream_started_on_one_process_is_watched_resumed_and_stopped_on_another(browser, servers, gateway):
+    from playwright.sync_api import expect
+
+    a, b = servers
+    second, third = threading.Event(), threading.Event()
+    never = threading.Event()
+    gateway.queue(
+        Reply(
+            parts=[
+                sse(chunk("alpha ")),
+                Wait(second),
+                sse(chunk("beta ")),
+                Wait(third),
+                sse(chunk("gamma ")),
+                Wait(never, timeout=60),
+                final(),
+            ]
+        )
+    )
+    page_a = browser.new_context().new_page()
+    page_b = browser.new_context().new_page()
+    for page in (page_a, page_b):
+        page.set_default_timeout(15_000)
+
+    username = sign_up(page_a, a)
+    add_key(page_a, a, "Personal", "sk_live_crossprocess_0123456789")
+    page_a.get_by_label("Message").fill("Count in Greek")
+    page_a.get_by_label("Message").press("Enter")
+    answer_a = page_a.locator(".answer.streaming")
+    expect(answer_a).to_have_text("alpha ")
+    expect(page_a).to_have_url(re.compile(r"/c/\d+/$"))
+    conversation_path = page_a.url.removeprefix(a.url)
+
+    # Process B: the same conversation, live, from the text so far.
+    log_in(page_b, b, username)
+    page_b.goto(b.url + conversation_path)
+    answer_b = page_b.locator(".answer.streaming")
+    expect(answer_b).to_have_text("alpha ")
+    second.set()
+    expect(answer_b).to_have_text("alpha beta ")
+    expect(answer_a).to_have_text("alpha beta ")
+
+    # A reload on B resumes: nothing lost, nothing repeated.
+    page_b.reload()
+    expect(answer_b).to_have_text("alpha beta ")
+    third.set()
+    expect(answer_b).to_have_text("alpha beta gamma ")
+    expect(answer_a).to_have_text("alpha beta gamma ")
+
+    # Stop from B ends the request that process A holds.
+    page_b.get_by_role("button", name="Stop").click()
+    assert gateway.closed.wait(10), "the gateway request was not closed"
+    for page in (page_a, page_b):
+        expect(page.get_by_role("main")).to_contain_text("Stopped.")
+        expect(page.get_by_role("button", name="Send")).to_be_visible()
+    page_a.reload()
+    expect(page_a.locator("article.status-stopped .answer")).to_have_text(re.compile(r"^\s*alpha beta gamma\s*$"))
