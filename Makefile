@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test clean
+.PHONY: install run test bench clean
 
 # Creates .venv and installs the app with its test tools; safe to repeat.
 install: $(VENV)/.installed
@@ -27,6 +27,12 @@ run: install
 test: install
 	$(BIN)/python -m pytest
 	$(BIN)/python tests/scaleout.py
+
+# The relay benchmark (1 to 1,000 streams against a bare httpx-sse reader, memory, wire
+# bytes, queries per answer) and the cost dashboard over 1,000,000 ledger rows.
+# `make bench BENCH_ARGS=--redis` runs two processes on Redis + PostgreSQL.
+bench: install
+	$(BIN)/python bench/relay.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

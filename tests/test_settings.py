@@ -37,7 +37,7 @@ def test_it_runs_with_defaults_when_a_secret_key_is_set(tmp_path):
     debug, port, upstream, demo, layer, engine = result.stdout.split()
     assert (debug, port, demo) == ("False", "8080", "True")
     assert upstream == "http://127.0.0.1:8080/demo-gateway/api/v1"
-    assert layer == "channels.layers.InMemoryChannelLayer"
+    assert layer == "chatsite.layers.InMemoryLayer"
     assert engine == "django.db.backends.sqlite3"
 
 
