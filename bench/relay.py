@@ -414,6 +414,8 @@ def main() -> None:
         machine = f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
         setup = "2 Daphne processes, Redis + PostgreSQL" if args.redis else "1 Daphne process, SQLite + in-memory layer"
         print(f"chatsite relay benchmark: {setup}; {machine}; {args.rate:g} chunks/s per stream, {chunks} chunks each\n")
+        # Before any stream, while the process is small: memory per connected idle socket.
+        idle = asyncio.run(idle_sockets(app, cookies, 500))
         print(f"{'N':>5} | {'relay p50':>9} {'relay p99':>9} | {'bare p50':>8} {'bare p99':>8} | {'chunks/s':>8} | "
               f"{'CPU/chunk relay':>15} {'bare':>6} {'ratio':>5} | {'RSS':>7}")
         print("-" * 106)
@@ -436,7 +438,6 @@ def main() -> None:
             if n == 500 or (per_stream is None and n == sizes[-1]):
                 per_stream = (n, (relay["rss_mid"] - relay["rss_before"]) / n)
         print()
-        idle = asyncio.run(idle_sockets(app, cookies, 500))
         print(f"Resident memory per idle socket (500 open): {idle / 1024:.1f} KiB")
         if per_stream:
             print(f"Resident memory per active stream (at N={per_stream[0]}): {per_stream[1] / 1024:.1f} KiB")
