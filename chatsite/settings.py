@@ -192,6 +192,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", DATA_DIR / "static"))
+# Files answers bring (generated images). Never served as public media: views.attachment
+# serves each to its conversation's owner only, so there is no MEDIA_URL route.
+MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media"))
+MEDIA_URL = "/media-not-served/"
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -265,6 +269,14 @@ STREAM_HEARTBEAT_INTERVAL = env_float("STREAM_HEARTBEAT_INTERVAL", 5.0)
 STREAM_ORPHAN_AFTER = env_float("STREAM_ORPHAN_AFTER", 30.0)
 # How long a (re)connecting socket waits for the running generation's text so far.
 STREAM_CATCH_UP_TIMEOUT = env_float("STREAM_CATCH_UP_TIMEOUT", 3.0)
+
+# Image models: the largest image kept (bytes), and how long fetching one given as a URL may take.
+MAX_IMAGE_BYTES = env_int("MAX_IMAGE_BYTES", 10 * 1024 * 1024)
+IMAGE_FETCH_TIMEOUT = env_float("IMAGE_FETCH_TIMEOUT", 30.0)
+# The upper bound a user may set for "Maximum output tokens" in a conversation's settings.
+MAX_OUTPUT_TOKENS = env_int("MAX_OUTPUT_TOKENS", 65_536)
+# Conversations per page of the sidebar (more load as it scrolls).
+SIDEBAR_PAGE_SIZE = env_int("SIDEBAR_PAGE_SIZE", 50)
 
 # HTTPS=1 when the site is served over TLS (usually by a proxy that sets
 # X-Forwarded-Proto): secure cookies, redirects to https and HSTS.

@@ -4,7 +4,7 @@ from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
 from conversations import budgets, vault
-from conversations.models import ApiKey, Budget, Conversation, CostLog, GatewayModel, Message, SiteSettings
+from conversations.models import ApiKey, Attachment, Budget, Conversation, CostLog, GatewayModel, Message, SiteSettings
 from conversations.money import format_money
 
 
@@ -16,7 +16,7 @@ class GatewayModelAdmin(admin.ModelAdmin):
 
 class MessageInline(admin.TabularInline):
     model = Message
-    fields = ["role", "status", "model_name", "content", "error"]
+    fields = ["role", "parent", "selected", "status", "model_name", "content", "error"]
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -28,6 +28,22 @@ class ConversationAdmin(admin.ModelAdmin):
     list_filter = ["model"]
     search_fields = ["title", "user__username"]
     inlines = [MessageInline]
+
+
+@admin.register(Attachment)
+class AttachmentAdmin(admin.ModelAdmin):
+    """Files answers brought (read-only; the file itself is served to its owner only)."""
+
+    list_display = ["id", "message", "mime_type", "size", "width", "height", "source", "created_at"]
+    list_filter = ["mime_type", "source"]
+    fields = ["message", "mime_type", "size", "width", "height", "source", "source_url", "created_at"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(CostLog)

@@ -1,9 +1,9 @@
 """The chat socket: checks who is asking and what for, then delegates.
 
 One socket per page. It watches the conversation the page shows (its Channels group)
-and the user's own group (the sidebar), hands "send", "stop" and "retry" to the
-generation module, and turns the groups' events into htmx out-of-band fragments (see
-fragments.py).
+and the user's own group (the sidebar), hands "send", "stop", "retry", "regenerate" and
+"edit" to the generation module, switches the version shown ("select"), and turns the
+groups' events into htmx out-of-band fragments (see fragments.py).
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ import json
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import transaction
 
 from conversations import budgets, fragments, generation, limits
+from conversations.forms import SettingsForm
 from conversations.models import ApiKey, Conversation, GatewayModel, Message, SiteSettings
+
+BUSY = "An answer is still being generated here. Stop it or wait for it."
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -65,44 +69,42 @@ class ChatConsumer(AsyncWebsocketConsumer):
         elif action == "stop":
             await self.stop(data)
         elif action == "retry":
-            await self.retry(data)
+            await self.regenerate(data, retry=True)
+        elif action == "regenerate":
+            await self.regenerate(data)
+        elif action == "edit":
+            await self.edit(data)
+        elif action == "select":
+            await self.select(data)
+        elif action == "sidebar":
+            await self.refresh_sidebar(data)
         else:
             await self.send_error("Unknown action.")
 
     async def send_message(self, data: dict):
-        text = data.get("message")
-        if not isinstance(text, str) or not text.strip():
-            await self.send_error("Type a message first.")
-            return
-        text = text.strip()
-        if len(text) > settings.MAX_MESSAGE_CHARS:
-            await self.send_error(
-                f"Your message is {len(text):,} characters long; the limit is "
-                f"{settings.MAX_MESSAGE_CHARS:,}. Shorten it and send again."
-            )
+        text = await self.valid_text(data.get("message"))
+        if text is None:
             return
         model = await self.chat_model(data.get("model"))
         if model is None:
             await self.send_error("That model is not available. Pick one from the list.")
             return
         conversation = None
+        settings_data = None
         if data.get("conversation"):
             conversation = await self.owned(data["conversation"])
             if conversation is None:
                 await self.send_error("That conversation was not found.")
                 return
-            if await self.generating(conversation):
-                await self.send_error("An answer is still being generated here. Stop it or wait for it.")
+        elif data.get("settings_included"):
+            # A new chat's Settings panel, sent with its first message.
+            form = SettingsForm(data)
+            if not await database_sync_to_async(form.is_valid)():
+                await self.send_error(f"Check the settings: {form.error_text()}")
                 return
-        if refusal := await database_sync_to_async(limits.refusal)(self.user):
-            await self.send_error(refusal)
-            return
-        key = await database_sync_to_async(ApiKey.for_user)(self.user)
-        if key is None and not await database_sync_to_async(lambda: SiteSettings.load().fallback_allowed)():
-            await self.send(fragments.no_api_key())
-            return
-        if budget := await self.budget_exceeded():
-            await self.send_error(budget.message)
+            settings_data = form.cleaned_data
+        key = await self.may_generate(conversation)
+        if key is False:
             return
         new = conversation is None
         conversation = await generation.start(
@@ -112,42 +114,137 @@ class ChatConsumer(AsyncWebsocketConsumer):
             text=text,
             api_key_id=key.pk if key else None,
             channel_name=self.channel_name,
+            settings_data=settings_data,
         )
         self.watching.add(conversation.group_name)  # start() put this socket in the group
         await self.send(fragments.accepted(conversation, new=new))
 
-    async def retry(self, data: dict):
-        """A fresh answer to the last question, after a failed or interrupted one."""
-        answer = await self.owned_answer(data.get("message"))
+    async def regenerate(self, data: dict, *, retry: bool = False):
+        """A new version of the last answer shown. Retry is this, after a failure, with the
+        answer's own model; Regenerate takes the model picked now."""
+        answer = await self.owned_message(data.get("message"), Message.Role.ASSISTANT)
         if answer is None:
             await self.send_error("That answer was not found.")
             return
         conversation = answer.conversation
         if await self.generating(conversation):
-            await self.send_error("An answer is still being generated here. Stop it or wait for it.")
+            await self.send_error(BUSY)
             return
-        if not answer.retryable or answer.pk != await database_sync_to_async(conversation.last_answer_id)():
+        last = await database_sync_to_async(conversation.last_answer)()
+        if retry and (not answer.retryable or last is None or answer.pk != last.pk):
             await self.send_error("Only the last answer can be retried, after it failed or was cut short.")
             return
-        model = await self.answer_model(answer)
+        if not retry and (last is None or answer.pk != last.pk):
+            await self.send_error("Only the last answer can be regenerated.")
+            return
+        if answer.parent_id is None:
+            await self.send_error("That answer follows no question, so it can't be asked again.")
+            return
+        model = await self.chat_model(data["model"]) if data.get("model") else await self.answer_model(answer)
         if model is None:
-            await self.send_error("The model of that answer is no longer available. Pick another and send again.")
+            await self.send_error("That model is not available. Pick one from the list and try again.")
             return
-        if refusal := await database_sync_to_async(limits.refusal)(self.user):
-            await self.send_error(refusal)
+        key = await self.may_generate(conversation)
+        if key is False:
             return
-        key = await database_sync_to_async(ApiKey.for_user)(self.user)
-        if key is None and not await database_sync_to_async(lambda: SiteSettings.load().fallback_allowed)():
-            await self.send(fragments.no_api_key())
-            return
-        if budget := await self.budget_exceeded():
-            await self.send_error(budget.message)
-            return
-        await generation.retry(
+        await generation.regenerate(
             user=self.user, answer=answer, model=model, api_key_id=key.pk if key else None,
             channel_name=self.channel_name,
         )
         self.watching.add(conversation.group_name)
+
+    async def edit(self, data: dict):
+        """A new version of one of the user's questions, and a fresh answer to it."""
+        question = await self.owned_message(data.get("message"), Message.Role.USER)
+        if question is None:
+            await self.send_error("That question was not found.")
+            return
+        text = await self.valid_text(data.get("text"))
+        if text is None:
+            return
+        model = await self.chat_model(data.get("model"))
+        if model is None:
+            await self.send_error("That model is not available. Pick one from the list.")
+            return
+        conversation = question.conversation
+        key = await self.may_generate(conversation)
+        if key is False:
+            return
+        await generation.edit(
+            user=self.user, question=question, text=text, model=model, api_key_id=key.pk if key else None,
+            channel_name=self.channel_name,
+        )
+        self.watching.add(conversation.group_name)
+
+    async def select(self, data: dict):
+        """Show another version of a message (the "‹ 2/3 ›" buttons), in every tab."""
+        message = await self.owned_message(data.get("message"))
+        if message is None:
+            await self.send_error("That version was not found.")
+            return
+        conversation = message.conversation
+        if await self.generating(conversation):
+            await self.send_error(BUSY)
+            return
+
+        @database_sync_to_async
+        def show():
+            with transaction.atomic():
+                conversation.tree().show(message)
+
+        await show()
+        # Every tab showing the conversation (this one included) redraws its messages.
+        await self.channel_layer.group_send(conversation.group_name, {"type": "chat.thread", "conversation": conversation.pk})
+
+    async def refresh_sidebar(self, data: dict):
+        """The page's sidebar marks these conversations as generating: say how they are now.
+
+        A page (re)connects after rendering; an answer that ended in between would keep its
+        marker, as the sidebar update was sent before this socket was listening.
+        """
+        ids = data.get("conversations")
+        if not isinstance(ids, list):
+            return
+        ids = [i for i in ids[:200] if isinstance(i, int)]
+        html = await database_sync_to_async(fragments.sidebar_items_for)(self.user, ids)
+        if html:
+            await self.send(html)
+
+    async def valid_text(self, text) -> str | None:
+        """The message's text, stripped, or None after saying what is wrong with it."""
+        if not isinstance(text, str) or not text.strip():
+            await self.send_error("Type a message first.")
+            return None
+        text = text.strip()
+        if len(text) > settings.MAX_MESSAGE_CHARS:
+            await self.send_error(
+                f"Your message is {len(text):,} characters long; the limit is "
+                f"{settings.MAX_MESSAGE_CHARS:,}. Shorten it and send again."
+            )
+            return None
+        return text
+
+    async def may_generate(self, conversation: Conversation | None):
+        """Every check before a generation starts (nothing is stored before they pass):
+        nothing else generating here, the user's limits, a key, the budget.
+
+        Returns the user's ApiKey, None for the site's shared key, or False (refused, and
+        the reason already sent).
+        """
+        if conversation is not None and await self.generating(conversation):
+            await self.send_error(BUSY)
+            return False
+        if refusal := await database_sync_to_async(limits.refusal)(self.user):
+            await self.send_error(refusal)
+            return False
+        key = await database_sync_to_async(ApiKey.for_user)(self.user)
+        if key is None and not await database_sync_to_async(lambda: SiteSettings.load().fallback_allowed)():
+            await self.send(fragments.no_api_key())
+            return False
+        if budget := await self.budget_exceeded():
+            await self.send_error(budget.message)
+            return False
+        return key
 
     async def stop(self, data: dict):
         conversation = await self.owned(data.get("conversation"))
@@ -163,7 +260,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def resync(self, conversation: Conversation):
         """Bring a page that (re)connects up to date: the answer so far, then only later deltas."""
         await database_sync_to_async(generation.sweep_orphans)(self.user.pk)
-        answer = await database_sync_to_async(conversation.last_answer)()
+        answer = await database_sync_to_async(conversation.generating_message)()
+        if answer is None:
+            answer = await database_sync_to_async(conversation.last_answer)()
         if answer is None:
             return
         if answer.is_streaming:
@@ -188,9 +287,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await super().dispatch(message)
 
     async def chat_turn(self, event):
-        html = await database_sync_to_async(fragments.turn_for)(event["question"], event["answer"], event["model_name"])
+        if event.get("thread"):
+            # A new version: the messages shown are redrawn, the new answer empty.
+            html = await database_sync_to_async(fragments.thread_for)(event["conversation"], event["answer"])
+        else:
+            html = await database_sync_to_async(fragments.turn_for)(
+                event["question"], event["answer"], event["model_name"], event.get("previous")
+            )
         self.shown_seq[event["answer"]] = 0
         await self.send(html)
+
+    async def chat_thread(self, event):
+        """Another version was picked (in this tab or another): redraw the messages shown."""
+        await self.send(await database_sync_to_async(fragments.thread_for)(event["conversation"]))
 
     async def chat_status(self, event):
         await self.send(fragments.status(event["message"], event["text"]))
@@ -232,6 +341,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
         # Rendering a long answer's markdown takes a while: not on the event loop.
         await self.send(await database_sync_to_async(fragments.done_for)(event["message"]))
 
+    async def sidebar_remove(self, event):
+        """A conversation was deleted (maybe in another tab): out of the sidebar."""
+        await self.send(fragments.sidebar_remove(event["conversation"]))
+
     async def sidebar_update(self, event):
         # The socket that started a new conversation already added it to its sidebar.
         prepend = event.get("new") and event.get("origin") != self.channel_name
@@ -267,11 +380,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return None
 
     @database_sync_to_async
-    def owned_answer(self, message_id) -> Message | None:
+    def owned_message(self, message_id, role: str | None = None) -> Message | None:
+        """The user's message with this id (of this role), or None: another user's is "not found"."""
         try:
-            return Message.objects.select_related("conversation").get(
-                pk=int(message_id), role=Message.Role.ASSISTANT, conversation__user=self.user
-            )
+            messages = Message.objects.select_related("conversation").filter(conversation__user=self.user)
+            if role is not None:
+                messages = messages.filter(role=role)
+            return messages.get(pk=int(message_id))
         except (Message.DoesNotExist, TypeError, ValueError):
             return None
 

@@ -11,6 +11,7 @@ from django.template.loader import render_to_string
 from django.utils.html import escape
 
 from conversations import budgets
+from conversations.forms import SettingsForm
 from conversations.models import Conversation, Message
 
 
@@ -41,16 +42,55 @@ def status(message_id: int, text: str) -> str:
     return _render("status", {"message": message_id, "text": text})
 
 
-def turn_for(question_id: int | None, answer_id: int, model_name: str) -> str:
-    """The new question and an empty streaming answer. The answer is drawn as it started,
-    not as stored: a fast one may have ended by now, and its own "done" follows."""
+def _as_started(answer_id: int, model_name: str, conversation_id: int | None = None) -> Message:
+    """An answer drawn as it started, not as stored: a fast one may have ended (or
+    checkpointed text) by now, and its own deltas and "done" follow."""
+    return Message(
+        pk=answer_id,
+        conversation_id=conversation_id,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.STREAMING,
+        model_name=model_name,
+    )
+
+
+def turn_for(question_id: int | None, answer_id: int, model_name: str, previous: int | None = None) -> str:
+    """The new question and an empty streaming answer, appended to the messages shown.
+    `previous` (the answer the question follows) loses its Regenerate button."""
     question = Message.objects.get(pk=question_id) if question_id else None
-    answer = Message(pk=answer_id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, model_name=model_name)
-    return _render("turn", {"question": question, "answer": answer})
+    return _render(
+        "turn", {"question": question, "answer": _as_started(answer_id, model_name), "previous": previous}
+    )
+
+
+def thread_for(conversation_id: int, streaming_answer_id: int | None = None) -> str:
+    """Every message shown, redrawn (a version was picked, or a new one started): the
+    new answer `streaming_answer_id`, if given, drawn as it started."""
+    conversation = Conversation.objects.get(pk=conversation_id)
+    thread = conversation.thread()
+    for i, m in enumerate(thread):
+        if m.pk == streaming_answer_id:
+            started = _as_started(m.pk, m.model_name, m.conversation_id)
+            for name in ("version_index", "version_count", "prev_version_id", "next_version_id"):
+                setattr(started, name, getattr(m, name))
+            thread[i] = started
+    answers = [m for m in thread if m.role == Message.Role.ASSISTANT]
+    return _render(
+        "thread",
+        {
+            "conversation": conversation,
+            "thread": thread,
+            "last_answer_id": answers[-1].pk if answers else None,
+            "generating": any(m.is_streaming for m in answers),
+        },
+    )
 
 
 def done_for(answer_id: int) -> str:
-    answer = Message.objects.select_related("cost_log", "conversation__user").get(pk=answer_id)
+    answer = Message.objects.select_related("cost_log", "conversation__user").prefetch_related("attachments").get(
+        pk=answer_id
+    )
+    answer.conversation.tree().annotate([answer])
     return _render(
         "done",
         {
@@ -68,15 +108,37 @@ def catch_up(answer_id: int, answer: str, thinking: str) -> str:
 
 
 def accepted(conversation: Conversation, *, new: bool) -> str:
-    return _render("accepted", {"conversation": conversation, "new": new})
+    context = {"conversation": conversation, "new": new}
+    if new:
+        context["settings_form"] = SettingsForm.for_conversation(conversation)
+    return _render("accepted", context)
 
 
 def sidebar_item_for(conversation_id: int, prepend: bool) -> str:
-    conversation = Conversation.objects.only("id", "title").get(pk=conversation_id)
+    conversation = Conversation.objects.only("id", "title").filter(pk=conversation_id).first()
+    if conversation is None:  # deleted meanwhile
+        return sidebar_remove(conversation_id)
     generating = conversation.messages.filter(status=Message.Status.STREAMING).exists()
     return _render(
         "sidebar_item", {"c": conversation, "generating_ids": {conversation.pk} if generating else set(), "prepend": prepend}
     )
+
+
+def sidebar_items_for(user, conversation_ids: list[int]) -> str:
+    """The user's own conversations among these ids, as sidebar items (swapped in place)."""
+    conversations = list(Conversation.objects.filter(user=user, pk__in=conversation_ids).only("id", "title"))
+    generating = set(
+        Message.objects.filter(conversation__in=conversations, status=Message.Status.STREAMING).values_list(
+            "conversation_id", flat=True
+        )
+    )
+    return "".join(
+        _render("sidebar_item", {"c": c, "generating_ids": generating, "prepend": False}) for c in conversations
+    )
+
+
+def sidebar_remove(conversation_id: int) -> str:
+    return _render("sidebar_remove", {"conversation_id": conversation_id})
 
 
 def error(text: str) -> str:

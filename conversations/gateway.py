@@ -3,15 +3,21 @@
 It builds request bodies, opens `POST {base}/generate/stream`, reads the Server-Sent
 Events (httpx-sse follows the SSE rules: LF/CRLF/CR, comments, multi-line data) and
 turns them into `Delta`, `Extra`, `Skipped` and `Final` items, or a `GatewayError`.
+Image models don't stream: `generate()` posts to `{base}/generate` and returns the
+whole answer (text, images, usage and cost) as one `Generated`; `fetch_image()` gets an
+image the gateway gave as a URL.
 
 Every part of the protocol that the gateway's docs do not state (see UPSTREAM.md,
-"ASSUMED": the history format, error bodies, error events) lives here, so that it can
-be corrected in one place. No Django imports: this module is tested on its own.
+"ASSUMED": the history format, the parameter names other than enable_thinking, error
+bodies, error events, the /generate answer and its image items) lives here, so that it
+can be corrected in one place. No Django imports: this module is tested on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import math
 import re
@@ -23,6 +29,7 @@ from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from email.utils import parsedate_to_datetime
 from typing import Any, Union
+from urllib.parse import unquote_to_bytes
 
 import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
@@ -34,7 +41,12 @@ __all__ = [
     "Final",
     "Item",
     "GatewayError",
+    "Image",
+    "Generated",
     "build_body",
+    "build_parameters",
+    "generate",
+    "fetch_image",
     "history_turn",
     "get_client",
     "default_timeout",
@@ -88,7 +100,8 @@ class GatewayError(Exception):
     """A failure talking to the gateway; `kind` says which, `message` is for the user.
 
     kind: "connect", "timeout", "key_refused", "not_found", "invalid", "rate_limited",
-    "server", "http", "stream_error", "cut", "incomplete".
+    "server", "http", "stream_error", "cut", "incomplete", "too_large" (an answer or
+    image over the size limit), "image" (an image that could not be fetched).
     """
 
     def __init__(
@@ -140,6 +153,32 @@ def build_body(
     return body
 
 
+# ASSUMED: the docs name only `enable_thinking`; these are our names for the others.
+PARAMETER_SYSTEM_PROMPT = "system_prompt"
+PARAMETER_TEMPERATURE = "temperature"
+PARAMETER_MAX_OUTPUT_TOKENS = "max_output_tokens"
+
+
+def build_parameters(
+    *,
+    enable_thinking: bool | None = None,
+    system_prompt: str = "",
+    temperature: float | None = None,
+    max_output_tokens: int | None = None,
+) -> dict | None:
+    """`parameters` with only the keys given (None or "" leaves a key out), or None."""
+    parameters: dict[str, Any] = {}
+    if enable_thinking is not None:
+        parameters["enable_thinking"] = enable_thinking  # KNOWN
+    if system_prompt:
+        parameters[PARAMETER_SYSTEM_PROMPT] = system_prompt
+    if temperature is not None:
+        parameters[PARAMETER_TEMPERATURE] = temperature
+    if max_output_tokens is not None:
+        parameters[PARAMETER_MAX_OUTPUT_TOKENS] = max_output_tokens
+    return parameters or None
+
+
 def history_turn(role: str, text: str) -> dict:
     """One earlier turn for `history`, oldest first (ASSUMED format).
 
@@ -175,9 +214,14 @@ def get_client(timeout: httpx.Timeout | None = None) -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:
-        client = httpx.AsyncClient(timeout=timeout or default_timeout())
+        client = httpx.AsyncClient(timeout=timeout or default_timeout(), limits=LIMITS)
         _clients[loop] = client
     return client
+
+
+# One connection per live stream: httpx's default pool (100 connections) would make the
+# 101st concurrent answer wait for a free one, and time out after the pool timeout.
+LIMITS = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
 
 
 # --- Streaming ---------------------------------------------------------------------
@@ -227,31 +271,201 @@ async def stream_generate(
                         break  # stop reading: leaving the block releases the connection
     except GatewayError as exc:
         raise _redacted(exc, api_key) from None
-    except httpx.TimeoutException as exc:
-        if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
-            message = f"Timed out connecting to the gateway at {where}."
-        else:
-            message = "The gateway did not answer in time (timed out waiting for data)."
-        raise GatewayError("timeout", message) from exc
-    except httpx.ConnectError as exc:
-        raise GatewayError(
-            "connect", f"Could not connect to the gateway at {where}{_reason(exc)}."
-        ) from exc
-    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-        if answered:
-            message = "The connection to the gateway broke during the answer."
-        else:
-            message = f"The connection to the gateway at {where} broke before it answered."
-        raise GatewayError("cut", message) from exc
     except (httpx.TransportError, httpx.InvalidURL) as exc:
-        # A bad base URL, an unsupported scheme, a proxy failure...
-        raise GatewayError(
-            "connect", f"Could not connect to the gateway at {where}{_reason(exc)}."
-        ) from exc
+        raise _transport_error(exc, where, answered) from exc
 
     if final is None:
         raise GatewayError("incomplete", "The gateway's answer ended before it was complete.")
     yield final
+
+
+def _transport_error(exc: Exception, where: str, answered: bool) -> GatewayError:
+    """A GatewayError for an httpx failure: timeouts, refused or broken connections."""
+    if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, (httpx.ConnectTimeout, httpx.PoolTimeout)):
+            return GatewayError("timeout", f"Timed out connecting to the gateway at {where}.")
+        return GatewayError("timeout", "The gateway did not answer in time (timed out waiting for data).")
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)):
+        if answered:
+            return GatewayError("cut", "The connection to the gateway broke during the answer.")
+        return GatewayError("cut", f"The connection to the gateway at {where} broke before it answered.")
+    # Refused, a bad base URL, an unsupported scheme, a proxy failure...
+    return GatewayError("connect", f"Could not connect to the gateway at {where}{_reason(exc)}.")
+
+
+# --- Not streaming: POST {base}/generate (image models) ----------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An image item of a /generate answer: its bytes (it came as base64 or a data: URI),
+    or a URL to fetch, or why it can't be used. `mime_type` is what the gateway said;
+    the bytes decide."""
+
+    data: bytes | None = None
+    url: str | None = None
+    mime_type: str | None = None
+    source: str = "base64"  # "base64", "data-uri" or "url"
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Generated:
+    """A whole /generate answer (ASSUMED shape: `{"output": [items], "usage", "cost",
+    "warnings"}`, items shaped like the stream's chunks)."""
+
+    text: str
+    thinking: str
+    images: list[Image]
+    extras: list[dict]
+    final: Final
+
+
+async def generate(
+    *,
+    base_url: str,
+    api_key: str,
+    body: dict,
+    client: httpx.AsyncClient | None = None,
+    max_bytes: int | None = None,
+) -> Generated:
+    """One generation without streaming (image models): `POST {base}/generate`.
+
+    Raises `GatewayError` like `stream_generate` does (same kinds and messages), and
+    "too_large" when the answer is over `max_bytes`.
+    """
+    client = client or get_client()
+    url = base_url.rstrip("/") + "/generate"
+    where = _display_url(base_url)
+    headers = {"X-API-Key": api_key, "Content-Type": "application/json", "Accept": "application/json"}
+    answered = False
+    try:
+        async with client.stream("POST", url, headers=headers, json=body) as response:
+            answered = True
+            content = await _read_capped(response, max_bytes, "The gateway's answer")
+            if not response.is_success:
+                raise error_from_response(response.status_code, content, response.headers)
+    except GatewayError as exc:
+        raise _redacted(exc, api_key) from None
+    except (httpx.TransportError, httpx.InvalidURL) as exc:
+        raise _transport_error(exc, where, answered) from exc
+    try:
+        payload = json.loads(content, parse_float=Decimal)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        text = _error_text(content)
+        message = "The gateway's answer could not be read (not a JSON object)"
+        raise _redacted(GatewayError("http", f"{message}: {text}" if text else f"{message}."), api_key)
+    if payload.get("error") or payload.get("type") == "error":
+        text = _message_of(payload)
+        message = "The gateway reported an error"
+        raise _redacted(GatewayError("stream_error", f"{message}: {text}" if text else f"{message}."), api_key)
+    return _generated(payload)
+
+
+def _generated(payload: dict) -> Generated:
+    output = payload.get("output")
+    if isinstance(output, (str, dict)):
+        output = [output]
+    if not isinstance(output, list):
+        output = []
+    text, thinking, images, extras = [], [], [], []
+    for item in output:
+        if isinstance(item, str):  # tolerate a bare string as answer text
+            text.append(item)
+            continue
+        if not isinstance(item, dict):
+            continue
+        kind, name, content = item.get("type", "text"), item.get("name", "output"), item.get("content")
+        if kind == "image":
+            images.append(_image(item))
+        elif kind == "text" and name in ("output", "thinking") and isinstance(content, str):
+            (thinking if name == "thinking" else text).append(content)
+        else:
+            extras.append(item)
+    return Generated("".join(text), "".join(thinking), images, extras, _final(payload))
+
+
+def _image(item: dict) -> Image:
+    content = item.get("content")
+    mime_type = item.get("mime_type") or item.get("mimeType")
+    mime_type = mime_type if isinstance(mime_type, str) else None
+    if isinstance(content, dict):  # tolerate {"url": ...} or {"data": ...}
+        content = content.get("url") or content.get("data")
+    if not isinstance(content, str) or not content.strip():
+        return Image(error="The gateway sent an image item with no content.")
+    content = content.strip()
+    if content.startswith("data:"):
+        header, comma, data = content[5:].partition(",")
+        if not comma:
+            return Image(source="data-uri", error="The gateway sent an image as a data: URI that could not be read.")
+        declared = header.split(";")[0] or mime_type
+        try:
+            raw = _b64decode(data) if ";base64" in header else unquote_to_bytes(data)
+        except ValueError:
+            return Image(source="data-uri", error="The gateway sent an image whose base64 could not be read.")
+        return Image(data=raw, mime_type=declared, source="data-uri")
+    if content.startswith(("http://", "https://")):
+        return Image(url=content, mime_type=mime_type, source="url")
+    try:
+        return Image(data=_b64decode(content), mime_type=mime_type)
+    except ValueError:
+        return Image(error="The gateway sent an image whose base64 could not be read.")
+
+
+def _b64decode(text: str) -> bytes:
+    text = "".join(text.split())
+    try:
+        if "-" in text or "_" in text:
+            return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except binascii.Error as exc:
+        raise ValueError(str(exc)) from None
+
+
+async def _read_capped(response: httpx.Response, max_bytes: int | None, what: str) -> bytes:
+    """The body, refused with "too_large" as soon as it passes `max_bytes`."""
+    declared = response.headers.get("content-length", "")
+    if max_bytes is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise GatewayError("too_large", f"{what} is {human_size(int(declared))}, over the {human_size(max_bytes)} limit.")
+    chunks, total = [], 0
+    async for chunk in response.aiter_bytes():
+        total += len(chunk)
+        if max_bytes is not None and total > max_bytes:
+            raise GatewayError("too_large", f"{what} is over the {human_size(max_bytes)} limit.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def fetch_image(
+    url: str, *, client: httpx.AsyncClient | None = None, max_bytes: int, timeout: float
+) -> tuple[bytes, str | None]:
+    """GET an image the gateway gave as a URL: (bytes, the Content-Type it was served as).
+
+    Raises GatewayError "too_large" past `max_bytes`, "image" for anything else.
+    """
+    client = client or get_client()
+    where = _display_url(url)
+    try:
+        async with client.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
+            if not response.is_success:
+                raise GatewayError("image", f"Could not fetch the image at {where}: HTTP {response.status_code}.")
+            data = await _read_capped(response, max_bytes, "The image")
+            return data, response.headers.get("content-type")
+    except httpx.TimeoutException:
+        raise GatewayError("image", f"Could not fetch the image at {where}: timed out.") from None
+    except (httpx.TransportError, httpx.InvalidURL) as exc:
+        raise GatewayError("image", f"Could not fetch the image at {where}{_reason(exc)}.") from None
+
+
+def human_size(n: int) -> str:
+    """1536 -> "1.5 KB", 10485760 -> "10 MB" (binary units)."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n} bytes" if unit == "bytes" else f"{n:.1f}".rstrip("0").rstrip(".") + f" {unit}"
+        n /= 1024
+    return f"{n} GB"
 
 
 def _items(event: ServerSentEvent) -> list[Item]:

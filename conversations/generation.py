@@ -1,8 +1,10 @@
 """The life of one generation, from the user's message to the stored answer.
 
-`start()` (a new turn) and `retry()` (a fresh answer to the last question) store an
-empty answer with status streaming, then relay the gateway's stream in a task of its
-own, so the consumer that called them stays free to take a Stop. The task
+`start()` (a new turn), `regenerate()` (a fresh answer to the same question: a new
+version of the answer; Retry after a failure is the same thing) and `edit()` (a new
+version of a question, then a fresh answer to it) store an empty answer with status
+streaming, then relay the gateway's answer in a task of its own, so the consumer that
+called them stays free to take a Stop. The task
 
 1. reads the stream through the gateway adapter (retrying with backoff while nothing
    has arrived, never after) and keeps answer and thinking in memory;
@@ -12,8 +14,13 @@ own, so the consumer that called them stays free to take a Stop. The task
    turns it into an htmx swap;
 3. checkpoints the text to the database about once a second, never once per chunk, and
    touches the answer every few seconds of silence so other processes can tell it lives;
-4. ends with the text, the status and the CostLog row in one transaction, then tells the
-   group the answer is done.
+4. ends with the text, the status, the images and the CostLog row in one transaction,
+   then tells the group the answer is done.
+
+Image models (streaming off) go through the same task: the gateway's whole answer
+arrives at once from POST /generate (the page shows a progress indicator meanwhile),
+its images are checked by their bytes and stored as Attachments, and Stop, retries,
+faults and the ledger work as for a stream.
 """
 
 from __future__ import annotations
@@ -31,8 +38,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from conversations import gateway, vault
-from conversations.models import ApiKey, Conversation, CostLog, GatewayModel, Message, SiteSettings
+from conversations import gateway, images, vault
+from conversations.models import ApiKey, Attachment, Conversation, CostLog, GatewayModel, Message, SiteSettings
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +61,8 @@ class Snapshot:
 
 
 class Generation:
-    def __init__(self, answer: Message, body: dict, user_id: int, api_key_id: int | None):
+    def __init__(self, answer: Message, body: dict, user_id: int, api_key_id: int | None, streaming: bool = True):
+        self.streaming = streaming  # False: an image model, answering through /generate
         self.message_id = answer.pk
         self.conversation_id = answer.conversation_id
         self.user_id = user_id
@@ -82,6 +90,8 @@ class Generation:
         self._thinking_started: float | None = None
         self.thinking_seconds: float | None = None
         self._thinking_seconds_sent = False
+        self.images: list[images.CheckedImage] = []  # checked, stored when the answer ends
+        self.image_errors: list[str] = []
 
         self._reader: asyncio.Task | None = None
         self.task: asyncio.Task | None = None
@@ -151,6 +161,13 @@ class Generation:
     def _outcome(self) -> tuple[str, str, str]:
         """The answer's status, error text and error kind, from how the reader ended."""
         if self.final is not None:
+            got_something = bool(self.images or self.answer or self._pending_answer)
+            if self.image_errors:
+                # Paid for, so the ledger row stays; what was refused is said.
+                status = Message.Status.COMPLETE if got_something else Message.Status.FAILED
+                return status, " ".join(self.image_errors), "image"
+            if not self.streaming and not got_something:
+                return Message.Status.FAILED, "The gateway's answer had no text and no image.", "empty"
             return Message.Status.COMPLETE, "", ""
         if self._reader.cancelled():
             return Message.Status.STOPPED, "", ""
@@ -182,7 +199,10 @@ class Generation:
         attempts = settings.UPSTREAM_RETRIES + 1
         for attempt in range(1, attempts + 1):
             try:
-                await self._read_stream(client, api_key)
+                if self.streaming:
+                    await self._read_stream(client, api_key)
+                else:
+                    await self._read_once(client, api_key)
                 return
             except gateway.GatewayError as exc:
                 # Unlike the gateway's example client, never restart once text has
@@ -218,6 +238,48 @@ class Generation:
             elif isinstance(item, gateway.Skipped):
                 self.skipped += 1
 
+    async def _read_once(self, client, api_key: str) -> None:
+        """An image model's whole answer, from POST /generate."""
+        result = await gateway.generate(
+            base_url=settings.UPSTREAM_BASE_URL,
+            api_key=api_key,
+            body=self.body,
+            client=client,
+            # base64 takes 4/3 of the bytes; room for several images and some text.
+            max_bytes=settings.MAX_IMAGE_BYTES * 6 + 1_048_576,
+        )
+        self.received = True
+        self.final = result.final  # paid for: the ledger row is written whatever follows
+        self.extras.extend(result.extras)
+        if result.thinking:
+            self._pending_thinking.append(result.thinking)
+        if result.text:
+            self._pending_answer.append(result.text)
+        self._wake.set()
+        for image in result.images:
+            await self._take_image(image, client)
+
+    async def _take_image(self, image: gateway.Image, client) -> None:
+        """Fetch (if a URL), check by the bytes, and keep for the end; or say why not."""
+        if image.error:
+            self.image_errors.append(image.error + " It was not kept.")
+            return
+        data = image.data
+        if image.url:
+            try:
+                data, _ = await gateway.fetch_image(
+                    image.url, client=client, max_bytes=settings.MAX_IMAGE_BYTES, timeout=settings.IMAGE_FETCH_TIMEOUT
+                )
+            except gateway.GatewayError as exc:
+                self.image_errors.append(f"{exc.message} It was not kept.")
+                return
+        try:
+            checked = await asyncio.to_thread(images.check, data, source=image.source, source_url=image.url or "")
+        except images.RejectedImage as exc:
+            self.image_errors.append(str(exc))
+            return
+        self.images.append(checked)
+
     async def _show_status(self, text: str) -> None:
         self._status_shown = True
         await self.layer.group_send(self.group, {"type": "chat.status", "message": self.message_id, "text": text})
@@ -235,6 +297,9 @@ class Generation:
             self._wake.clear()
             dirty = await self._flush() or dirty
             if not self._reading:
+                # The reader may have ended while that flush was being sent: what it
+                # added meanwhile goes as one more delta (else only "done" would show it).
+                await self._flush()
                 return
             since = time.monotonic() - last_checkpoint
             if (dirty and since >= settings.STREAM_CHECKPOINT_INTERVAL) or since >= settings.STREAM_HEARTBEAT_INTERVAL:
@@ -291,7 +356,22 @@ class Generation:
             # Thought until the end: it never got to an answer.
             self.thinking_seconds = round(time.monotonic() - self._thinking_started, 1)
         final = self.final
+        # Files first (a failed transaction leaves a file behind, never a row without one).
+        stored = [(image, images.store(image, self.user_id)) for image in self.images]
         with transaction.atomic():
+            Attachment.objects.bulk_create(
+                Attachment(
+                    message_id=self.message_id,
+                    file=name,
+                    mime_type=image.mime_type,
+                    size=image.size,
+                    width=image.width,
+                    height=image.height,
+                    source=image.source,
+                    source_url=image.source_url[:2000],
+                )
+                for image, name in stored
+            )
             Message.objects.filter(pk=self.message_id).update(
                 content=answer,
                 thinking=thinking,
@@ -391,44 +471,84 @@ def sweep_orphans(user_id: int) -> int:
 
 
 @database_sync_to_async
-def _store_turn(user, conversation: Conversation | None, model: GatewayModel, text: str):
-    """Save the user's message and the empty answer before the gateway is called."""
+def _store_turn(user, conversation: Conversation | None, model: GatewayModel, text: str, settings_data: dict | None):
+    """Save the user's message and the empty answer before the gateway is called.
+
+    The question follows the last message shown; `settings_data` (cleaned by
+    forms.SettingsForm) are a new conversation's settings.
+    """
     now = timezone.now()
     with transaction.atomic():
         if conversation is None:
-            conversation = Conversation.objects.create(
-                user=user, title=Conversation.title_from(text), model=model, created_at=now, updated_at=now
-            )
+            conversation = Conversation(user=user, title=Conversation.title_from(text), model=model, created_at=now,
+                                        updated_at=now)
+            for field, value in (settings_data or {}).items():
+                setattr(conversation, field, value)
+            conversation.save()
+            parent = None
         else:
             conversation.model = model
             conversation.updated_at = now
-            conversation.save(update_fields=["model", "updated_at"])
-        question = conversation.messages.create(role=Message.Role.USER, content=text, created_at=now)
-        answer = _new_answer(conversation, model, now)
+            fields = ["model", "updated_at"]
+            if not conversation.title:
+                conversation.title = Conversation.title_from(text)
+                fields.append("title")
+            conversation.save(update_fields=fields)
+            parent = conversation.leaf()
+        question = Message(conversation=conversation, parent=parent, role=Message.Role.USER, content=text, created_at=now)
+        question.save(append=False)
+        answer = _new_answer(conversation, question, model, now)
         history = conversation.history(before=question)
-    return conversation, question, answer, history
+    return conversation, question, answer, history, parent.pk if parent else None
 
 
 @database_sync_to_async
-def _store_retry(answer: Message, model: GatewayModel):
+def _store_regenerate(answer: Message, model: GatewayModel):
+    """A new version of `answer`: a sibling of it, shown from now on."""
     now = timezone.now()
     with transaction.atomic():
-        conversation = answer.conversation
+        conversation = Conversation.objects.get(pk=answer.conversation_id)
         question = answer.question()
-        fresh = _new_answer(conversation, model, now)
-        Conversation.objects.filter(pk=conversation.pk).update(updated_at=now)
+        fresh = _new_answer(conversation, question, model, now)
+        conversation.model = model
+        conversation.updated_at = now
+        conversation.save(update_fields=["model", "updated_at"])
         history = conversation.history(before=question)
     return conversation, question, fresh, history
 
 
-def _new_answer(conversation: Conversation, model: GatewayModel, now) -> Message:
-    return conversation.messages.create(
+@database_sync_to_async
+def _store_edit(question: Message, text: str, model: GatewayModel):
+    """A new version of `question` (a sibling of it, shown from now on) and an empty answer to it."""
+    now = timezone.now()
+    with transaction.atomic():
+        conversation = Conversation.objects.get(pk=question.conversation_id)
+        edited = Message(
+            conversation=conversation, parent_id=question.parent_id, role=Message.Role.USER, content=text, created_at=now
+        )
+        edited.save(append=False)
+        # Its branch is the one shown now, up to the first question.
+        conversation.tree().show(edited)
+        answer = _new_answer(conversation, edited, model, now)
+        conversation.model = model
+        conversation.updated_at = now
+        conversation.save(update_fields=["model", "updated_at"])
+        history = conversation.history(before=edited)
+    return conversation, edited, answer, history
+
+
+def _new_answer(conversation: Conversation, question: Message, model: GatewayModel, now) -> Message:
+    answer = Message(
+        conversation=conversation,
+        parent=question,
         role=Message.Role.ASSISTANT,
         status=Message.Status.STREAMING,
         service_name=model.service_name,
         model_name=model.model_name,
         created_at=now,
     )
+    answer.save(append=False)
+    return answer
 
 
 async def start(
@@ -439,47 +559,70 @@ async def start(
     text: str,
     api_key_id: int | None,
     channel_name: str,
+    settings_data: dict | None = None,
 ) -> Conversation:
     """Store the turn, tell the group about it, and relay the answer in its own task.
 
-    `conversation` is None for a new chat; `channel_name` (the calling socket) joins the
-    conversation's group first, so it sees the turn and every delta in order.
-    `api_key_id` is the user's key to send, or None for the site's shared key.
+    `conversation` is None for a new chat (then `settings_data` are its settings);
+    `channel_name` (the calling socket) joins the conversation's group first, so it sees
+    the turn and every delta in order. `api_key_id` is the user's key to send, or None
+    for the site's shared key.
     """
     new = conversation is None
-    conversation, question, answer, history = await _store_turn(user, conversation, model, text)
-    await _launch(user, conversation, question, answer, history, model, api_key_id, channel_name, new=new)
+    conversation, question, answer, history, previous = await _store_turn(user, conversation, model, text, settings_data)
+    await _launch(user, conversation, question, answer, history, model, api_key_id, channel_name, new=new,
+                  previous=previous)
     return conversation
 
 
+async def regenerate(*, user, answer: Message, model: GatewayModel, api_key_id: int | None, channel_name: str) -> None:
+    """A fresh answer to the question `answer` answered, as a new version of it: the old
+    one is kept as it is (the page shows "‹ 2/2 ›"). Retry after a failure is this."""
+    conversation, question, fresh, history = await _store_regenerate(answer, model)
+    await _launch(user, conversation, question, fresh, history, model, api_key_id, channel_name, new=False,
+                  thread=True)
+
+
 async def retry(*, user, answer: Message, model: GatewayModel, api_key_id: int | None, channel_name: str) -> None:
-    """A fresh answer to the question `answer` answered; the old one is kept as it is."""
-    conversation, question, fresh, history = await _store_retry(answer, model)
-    await _launch(user, conversation, None, fresh, history, model, api_key_id, channel_name, new=False,
-                  prompt=question.content)
+    """A fresh answer after a failed or interrupted one: a regeneration."""
+    await regenerate(user=user, answer=answer, model=model, api_key_id=api_key_id, channel_name=channel_name)
 
 
-async def _launch(user, conversation, question, answer, history, model, api_key_id, channel_name, *, new, prompt=None):
+async def edit(*, user, question: Message, text: str, model: GatewayModel, api_key_id: int | None,
+               channel_name: str) -> None:
+    """A new version of `question` with `text`, and a fresh answer to it; the old question
+    and everything after it are kept as the other version."""
+    conversation, edited, answer, history = await _store_edit(question, text, model)
+    await _launch(user, conversation, edited, answer, history, model, api_key_id, channel_name, new=False,
+                  thread=True)
+
+
+async def _launch(user, conversation, question, answer, history, model, api_key_id, channel_name, *, new,
+                  thread=False, previous=None):
     body = gateway.build_body(
         service_name=model.service_name,
         model_name=model.model_name,
-        prompt=prompt if prompt is not None else question.content,
+        prompt=question.content,
         history=[gateway.history_turn(m.role, m.content) for m in history],
-        parameters={"enable_thinking": True} if model.thinking else None,
+        parameters=conversation.parameters_for(model),
     )
-    generation = Generation(answer, body, user.pk, api_key_id)
+    generation = Generation(answer, body, user.pk, api_key_id, streaming=model.streaming)
     _running[answer.pk] = generation
     await generation.listen_for_control()
     layer = get_channel_layer()
     await layer.group_add(conversation.group_name, channel_name)
-    # Sent before the task exists, so no delta can overtake it.
+    # Sent before the task exists, so no delta can overtake it. A new version redraws
+    # the messages shown (from the branch on); a new turn is appended.
     await layer.group_send(
         conversation.group_name,
         {
             "type": "chat.turn",
-            "question": question.pk if question else None,
+            "conversation": conversation.pk,
+            "question": question.pk,
             "answer": answer.pk,
             "model_name": answer.model_name,
+            "thread": thread,
+            "previous": previous,
         },
     )
     await layer.group_send(

@@ -239,21 +239,23 @@ def by_user(scope: Scope, total_cost: Decimal, sums: Iterable[str] = TABLE_SUMS)
 
 
 def top_conversations(scope: Scope, limit: int = 10) -> list[Group]:
+    """The costliest conversations; deleted ones (their rows stay) add up in one row."""
     rows = list(
         scope.cost_logs()
-        .filter(conversation__isnull=False)
         .values("conversation_id")
         .annotate(**_sums(TABLE_SUMS))
         .order_by(F("cost").desc(nulls_last=True), "conversation_id")[:limit]
     )
     conversations = Conversation.objects.select_related("user").only("title", "user__username").in_bulk(
-        [r["conversation_id"] for r in rows]
+        [r["conversation_id"] for r in rows if r["conversation_id"]]
     )
     groups = []
     for row in rows:
         conversation = conversations.get(row["conversation_id"])
         if conversation is not None:
             groups.append(Group(conversation, str(conversation), Totals.of(row)))
+        else:
+            groups.append(Group(None, "(deleted conversations)", Totals.of(row)))
     return groups
 
 

@@ -1,12 +1,16 @@
 from __future__ import annotations
 
+from collections import defaultdict
+
 from django.conf import settings
-from django.core.validators import MinValueValidator
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
-from conversations import vault
+from conversations import gateway, vault
 from conversations.money import MoneyField
 
 
@@ -33,8 +37,9 @@ class GatewayModel(models.Model):
 
     @classmethod
     def for_chat(cls):
-        """The models a user can pick for a chat now (image models come later)."""
-        return cls.objects.filter(enabled=True, streaming=True)
+        """The models a user can pick for a chat: streaming text models and image models
+        (streaming off: they answer through POST /generate)."""
+        return cls.objects.filter(enabled=True)
 
 
 class Conversation(models.Model):
@@ -43,10 +48,20 @@ class Conversation(models.Model):
     model = models.ForeignKey(GatewayModel, models.SET_NULL, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now)
+    # Settings (the "Settings" panel), sent as `parameters`: only what the user set.
+    system_prompt = models.TextField(blank=True)
+    temperature = models.FloatField(
+        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(2)], help_text="Empty: the model's own."
+    )
+    max_output_tokens = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MinValueValidator(1)], help_text="Empty: the model's own."
+    )
+    enable_thinking = models.BooleanField(default=True, help_text="Sent to thinking models only.")
 
     class Meta:
         ordering = ["-updated_at", "-id"]
-        indexes = [models.Index(fields=["user", "-updated_at"], name="conversation_sidebar")]
+        # The sidebar pages through a user's conversations by (updated_at, id), newest first.
+        indexes = [models.Index(fields=["user", "-updated_at", "-id"], name="conversation_sidebar_page")]
 
     def __str__(self) -> str:
         return self.title or f"Conversation {self.pk}"
@@ -73,22 +88,51 @@ class Conversation(models.Model):
         first_line = text.strip().splitlines()[0].strip()
         return first_line if len(first_line) <= 60 else first_line[:59].rstrip() + "…"
 
-    def history(self, before: Message) -> list[Message]:
-        """The turns before `before` to send as `history`, oldest first.
+    # --- the tree of messages and the versions shown ---------------------------------
 
-        Each question with the last answer given to it that has text (a retried
-        answer replaces the one it retried; an empty failed one is left out).
+    def tree(self) -> Tree:
+        """Every message's place (id, parent, selected), without the text."""
+        return Tree(self.messages.only(*Tree.FIELDS))
+
+    def thread(self) -> list[Message]:
+        """The messages shown, oldest first, following the version shown at each branch,
+        each annotated with its version number (see Tree.annotate)."""
+        tree = self.tree()
+        path = tree.path()
+        full = Message.objects.filter(pk__in=[m.pk for m in path]).select_related("cost_log").prefetch_related(
+            "attachments"
+        ).in_bulk()
+        thread = [full[m.pk] for m in path]
+        tree.annotate(thread)
+        return thread
+
+    def leaf(self) -> Message | None:
+        """The last message shown: where the next question goes."""
+        path = self.tree().path()
+        return path[-1] if path else None
+
+    def history(self, before: Message) -> list[Message]:
+        """The turns before `before` to send as `history`, oldest first: the messages it
+        follows in the tree (so the versions it was asked after), each answer with text.
+
+        An answer with no text (failed before anything arrived) is left out.
         """
-        turns: list[Message] = []
-        for m in self.messages.filter(pk__lt=before.pk).order_by("id"):
-            if m.role == Message.Role.USER:
-                turns.append(m)
-            elif m.content:
-                if turns and turns[-1].role == Message.Role.ASSISTANT:
-                    turns[-1] = m
-                elif turns:
-                    turns.append(m)
-        return turns
+        tree = self.tree()
+        ids = [m.pk for m in tree.ancestors(before.parent_id)]
+        texts = Message.objects.only("id", "role", "content").in_bulk(ids)
+        return [
+            texts[pk] for pk in ids if texts[pk].role == Message.Role.USER or texts[pk].content
+        ]
+
+    def parameters_for(self, model: GatewayModel) -> dict | None:
+        """The request's `parameters`: only the keys the user set (enable_thinking is on by
+        default for thinking models, as the gateway's docs show, and never sent to others)."""
+        return gateway.build_parameters(
+            enable_thinking=self.enable_thinking if model.thinking else None,
+            system_prompt=self.system_prompt,
+            temperature=self.temperature,
+            max_output_tokens=self.max_output_tokens,
+        )
 
     def cost_totals(self) -> dict:
         """What this conversation cost so far (the ledger's sums) and how many answers reported no cost."""
@@ -102,10 +146,81 @@ class Conversation(models.Model):
         return self.messages.filter(status=Message.Status.STREAMING).last()
 
     def last_answer(self) -> Message | None:
-        return self.messages.filter(role=Message.Role.ASSISTANT).order_by("-id").first()
+        """The last answer shown (the end of the versions shown)."""
+        path = self.tree().path()
+        answers = [m for m in path if m.role == Message.Role.ASSISTANT]
+        return Message.objects.get(pk=answers[-1].pk) if answers else None
 
-    def last_answer_id(self) -> int | None:
-        return self.messages.filter(role=Message.Role.ASSISTANT).order_by("-id").values_list("pk", flat=True).first()
+
+class Tree:
+    """A conversation's messages as a tree: each message follows its parent (a question
+    follows the answer it was asked after; an answer follows its question). Siblings are
+    versions: a regenerated answer is a sibling of the answer it replaces, an edited
+    question a sibling of the question it replaces. At each branch one sibling is
+    `selected`: the version shown. Rows need only `pk`, `parent_id` and `selected`.
+    """
+
+    # What a row of the tree needs (conversation_id too: a related manager reads it).
+    FIELDS = ("id", "conversation_id", "parent_id", "selected", "role")
+
+    def __init__(self, messages):
+        self.by_id: dict[int, Message] = {}
+        self.children: dict[int | None, list[Message]] = defaultdict(list)
+        for m in sorted(messages, key=lambda m: m.pk):
+            self.by_id[m.pk] = m
+        for m in self.by_id.values():
+            parent = m.parent_id if m.parent_id in self.by_id else None
+            self.children[parent].append(m)
+
+    def shown_child(self, parent_id: int | None) -> Message | None:
+        """The version shown among `parent_id`'s children: the selected one (the newest if
+        several are, or if none is)."""
+        children = self.children.get(parent_id)
+        if not children:
+            return None
+        selected = [m for m in children if m.selected]
+        return (selected or children)[-1]
+
+    def path(self) -> list[Message]:
+        path = []
+        node = self.shown_child(None)
+        while node is not None:
+            path.append(node)
+            node = self.shown_child(node.pk)
+        return path
+
+    def ancestors(self, message_id: int | None) -> list[Message]:
+        """`message_id` and the messages before it, oldest first."""
+        chain = []
+        while message_id is not None and message_id in self.by_id:
+            chain.append(self.by_id[message_id])
+            message_id = self.by_id[message_id].parent_id
+        return chain[::-1]
+
+    def siblings(self, message: Message) -> list[Message]:
+        parent = message.parent_id if message.parent_id in self.by_id else None
+        return self.children.get(parent, [])
+
+    def annotate(self, messages) -> None:
+        """Set version_index (from 1), version_count, prev_version_id, next_version_id and
+        has_children on each message (the page's "‹ 2/3 ›")."""
+        for m in messages:
+            siblings = [s.pk for s in self.siblings(m)] or [m.pk]
+            index = siblings.index(m.pk) if m.pk in siblings else 0
+            m.version_index = index + 1
+            m.version_count = len(siblings)
+            m.prev_version_id = siblings[index - 1] if index > 0 else None
+            m.next_version_id = siblings[index + 1] if index + 1 < len(siblings) else None
+            m.has_children = bool(self.children.get(m.pk))
+
+    def show(self, message: Message) -> None:
+        """Make `message` (and every message before it) the version shown at its branch."""
+        for node in self.ancestors(message.pk):
+            stale = [s.pk for s in self.siblings(node) if s.pk != node.pk and s.selected]
+            if stale:
+                Message.objects.filter(pk__in=stale).update(selected=False)
+            if not node.selected:
+                Message.objects.filter(pk=node.pk).update(selected=True)
 
 
 class Message(models.Model):
@@ -121,6 +236,10 @@ class Message(models.Model):
         FAILED = "failed"
 
     conversation = models.ForeignKey(Conversation, models.CASCADE, related_name="messages")
+    # The message this one follows (None for the first question). Siblings are versions.
+    parent = models.ForeignKey("self", models.CASCADE, null=True, blank=True, related_name="children")
+    # The version shown among its siblings.
+    selected = models.BooleanField(default=True)
     role = models.CharField(max_length=20, choices=Role.choices)
     content = models.TextField(blank=True, help_text="The user's text, or the answer.")
     thinking = models.TextField(blank=True)
@@ -139,6 +258,13 @@ class Message(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
 
+    # Set by Tree.annotate for the page; these defaults describe a message with no other version.
+    version_index = 1
+    version_count = 1
+    prev_version_id = None
+    next_version_id = None
+    has_children = False
+
     class Meta:
         ordering = ["created_at", "id"]
         # The cost pages count answers that ended without a cost by status and time.
@@ -146,6 +272,21 @@ class Message(models.Model):
 
     def __str__(self) -> str:
         return f"{self.role} message {self.pk}"
+
+    def save(self, *args, append: bool = True, **kwargs):
+        """A new message without a parent follows the last message shown (append=False
+        makes it a first question); a new selected message becomes the version shown."""
+        adding = self._state.adding
+        if adding and append and self.parent_id is None and self.conversation_id is not None:
+            leaf = Conversation(pk=self.conversation_id).leaf()
+            self.parent_id = leaf.pk if leaf else None
+        super().save(*args, **kwargs)
+        if adding and self.selected:
+            self.siblings().exclude(pk=self.pk).filter(selected=True).update(selected=False)
+
+    def siblings(self):
+        """This message's versions, itself included."""
+        return Message.objects.filter(conversation_id=self.conversation_id, parent_id=self.parent_id)
 
     @property
     def dom_id(self) -> str:
@@ -156,7 +297,10 @@ class Message(models.Model):
         return self.status == self.Status.STREAMING
 
     # Failures a fresh attempt can cure; a refused key or a bad request needs a change first.
-    RETRYABLE_KINDS = {"connect", "timeout", "rate_limited", "server", "http", "stream_error", "cut", "incomplete", "restart", ""}
+    RETRYABLE_KINDS = {
+        "connect", "timeout", "rate_limited", "server", "http", "stream_error", "cut", "incomplete", "restart",
+        "image", "empty", "too_large", "",
+    }
 
     @property
     def retryable(self) -> bool:
@@ -168,7 +312,7 @@ class Message(models.Model):
 
     def question(self) -> Message | None:
         """The user's message this answer answers."""
-        return self.conversation.messages.filter(role=self.Role.USER, pk__lt=self.pk).order_by("-id").first()
+        return Message.objects.filter(pk=self.parent_id, role=self.Role.USER).first()
 
     @classmethod
     def no_cost_reported(cls):
@@ -181,6 +325,36 @@ class Message(models.Model):
             status__in=[cls.Status.STOPPED, cls.Status.INTERRUPTED, cls.Status.FAILED],
             cost_log__isnull=True,
         )
+
+
+class Attachment(models.Model):
+    """A file an answer brought (an image model's picture), stored under MEDIA_ROOT and
+    served only to the conversation's owner (views.attachment), never as public media."""
+
+    message = models.ForeignKey(Message, models.CASCADE, related_name="attachments")
+    file = models.FileField(upload_to="attachments/", max_length=255)
+    mime_type = models.CharField(max_length=50)
+    size = models.PositiveIntegerField(help_text="Bytes.")
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    # How it arrived: "base64", "data-uri" or "url" (then fetched from source_url).
+    source = models.CharField(max_length=20)
+    source_url = models.URLField(max_length=2000, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.mime_type} attachment {self.pk}"
+
+    def get_absolute_url(self) -> str:
+        return reverse("attachment", args=[self.pk])
+
+    @property
+    def filename(self) -> str:
+        extension = {"image/png": "png", "image/jpeg": "jpg", "image/webp": "webp", "image/gif": "gif"}
+        return f"image-{self.pk}.{extension.get(self.mime_type, 'bin')}"
 
 
 class CostLog(models.Model):
@@ -334,3 +508,12 @@ class Budget(models.Model):
 
     def __str__(self) -> str:
         return f"Budget of {self.user}"
+
+
+@receiver(post_delete, sender=Attachment)
+def _delete_attachment_file(sender, instance: Attachment, **kwargs):
+    """A deleted attachment's file goes too, once the deletion is committed (a conversation
+    deleted with its messages sends this for each of its attachments)."""
+    name, storage = instance.file.name, instance.file.storage
+    if name:
+        transaction.on_commit(lambda: storage.delete(name))

@@ -6,6 +6,16 @@ from conversations import dashboard, demo_gateway, views
 urlpatterns = [
     path("", views.index, name="index"),
     path("c/<int:conversation_id>/", views.conversation, name="conversation"),
+    path("c/<int:conversation_id>/heading/", views.heading, name="heading"),
+    path("c/<int:conversation_id>/rename/", views.rename, name="rename"),
+    path("c/<int:conversation_id>/delete/", views.delete, name="delete"),
+    path("c/<int:conversation_id>/settings/", views.conversation_settings, name="settings"),
+    path("c/<int:conversation_id>/export.<fmt>", views.export, name="export"),
+    path("c/<int:conversation_id>/m/<int:message_id>/", views.message, name="message"),
+    path("c/<int:conversation_id>/m/<int:message_id>/edit/", views.edit_message, name="edit-message"),
+    path("conversations/", views.conversation_page, name="conversation-page"),
+    path("search/", views.search, name="search"),
+    path("attachments/<int:attachment_id>/", views.attachment, name="attachment"),
     path("accounts/signup/", views.signup, name="signup"),
     path("keys/", views.api_keys, name="api-keys"),
     path("keys/<int:key_id>/use/", views.use_api_key, name="use-api-key"),
@@ -19,4 +29,5 @@ urlpatterns = [
 if settings.DEMO_GATEWAY:
     urlpatterns += [
         path("demo-gateway/api/v1/generate/stream", demo_gateway.generate_stream, name="demo-generate-stream"),
+        path("demo-gateway/api/v1/generate", demo_gateway.generate, name="demo-generate"),
     ]

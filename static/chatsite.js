@@ -1,15 +1,52 @@
 // chatsite's few lines of page behaviour; everything else is htmx swaps from the socket.
+// No inline script anywhere (the Content-Security-Policy forbids it): every handler is
+// delegated from the document here.
 (function () {
   "use strict";
   let sentText = null;
 
-  // Enter sends, Shift+Enter adds a line (IME composition is left alone).
+  function stopButton() {
+    return document.querySelector("#composer-buttons button[form=stop-form]");
+  }
+
   document.addEventListener("keydown", function (event) {
     const box = event.target;
-    if (box.id !== "message-input" || event.key !== "Enter" || event.shiftKey || event.isComposing) return;
-    event.preventDefault();
-    if (document.querySelector("#composer-buttons button[form=composer]")) {
-      box.form.requestSubmit();
+    // Enter sends, Shift+Enter adds a line (IME composition is left alone); the same
+    // in a question being edited.
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      if (box.id === "message-input") {
+        event.preventDefault();
+        if (document.querySelector("#composer-buttons button[form=composer]")) box.form.requestSubmit();
+        return;
+      }
+      if (box.matches && box.matches(".edit-form textarea")) {
+        event.preventDefault();
+        box.form.requestSubmit();
+        return;
+      }
+    }
+    if (event.key === "Escape") {
+      // Escape cancels an edit, else closes the sidebar on a phone, else stops a running answer.
+      const editing = box.closest && box.closest(".edit-form");
+      if (editing) {
+        editing.querySelector("button[type=button]")?.click();
+        return;
+      }
+      if (document.body.classList.contains("sidebar-open")) {
+        toggleSidebar(false);
+        return;
+      }
+      const stop = stopButton();
+      if (stop) {
+        event.preventDefault();
+        stop.click();
+      }
+      return;
+    }
+    // Ctrl+Shift+O (⌘+Shift+O on a Mac): a new chat, as in ChatGPT.
+    if ((event.ctrlKey || event.metaKey) && event.shiftKey && (event.key === "O" || event.key === "o")) {
+      event.preventDefault();
+      location.assign(document.querySelector("a.new-chat")?.href || "/");
     }
   });
 
@@ -17,6 +54,11 @@
   // so a refused message (too long, no model...) is never lost.
   document.addEventListener("htmx:wsConfigSend", function (event) {
     if (event.target.id === "composer") sentText = event.detail.parameters.message;
+    // A version switch redraws the messages: put the focus back on the same switcher.
+    const versions = event.target.closest && event.target.closest(".versions");
+    if (versions) {
+      refocus = { group: versions.dataset.group, next: event.target.classList.contains("version-next") };
+    }
   });
 
   // Follow a streaming answer, unless the reader has scrolled up to read.
@@ -24,7 +66,19 @@
   window.addEventListener("scroll", function () {
     following = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
   }, { passive: true });
-  document.addEventListener("htmx:wsAfterMessage", function () {
+  let refocus = null;
+  document.addEventListener("htmx:wsAfterMessage", function (event) {
+    if (refocus && event.detail.message.indexOf('id="messages"') !== -1) {
+      const group = document.querySelector('.versions[data-group="' + refocus.group + '"]');
+      if (group) {
+        const buttons = group.querySelectorAll("button");
+        const wanted = refocus.next ? buttons[buttons.length - 1] : buttons[0];
+        const button = wanted && !wanted.disabled ? wanted : Array.from(buttons).find(function (b) { return !b.disabled; });
+        button?.focus();
+      }
+      refocus = null;
+      return;
+    }
     if (following) window.scrollTo(0, document.body.scrollHeight);
   });
 
@@ -43,9 +97,17 @@
     const wait = Math.min(30000, 500 * 2 ** retries++) * (0.5 + Math.random() / 2);
     setTimeout(function () { event.detail.socketWrapper.reconnect(); }, wait);
   });
-  document.addEventListener("htmx:wsOpen", function () {
+  document.addEventListener("htmx:wsOpen", function (event) {
     retries = 0;
     document.getElementById("offline")?.setAttribute("hidden", "");
+    // Conversations the sidebar marks as generating may have ended before this socket
+    // listened (a page just loaded, or back online): ask how they are now.
+    const marked = Array.from(document.querySelectorAll("#conversation-list .generating-marker"), function (marker) {
+      return Number(marker.closest("li").id.replace("conversation-", ""));
+    });
+    if (marked.length) {
+      event.detail.socketWrapper.send(JSON.stringify({ action: "sidebar", conversations: marked }));
+    }
   });
 
   document.addEventListener("htmx:wsAfterMessage", function () {
@@ -62,4 +124,83 @@
       history.replaceState(null, "", signal.dataset.url);
     }
   });
+
+  // --- copy buttons ---------------------------------------------------------------
+
+  // A "Copy" button on every code block of a rendered answer. Answers arrive in swaps
+  // (page load, the socket's "done", a version switch): htmx.onLoad sees each.
+  function addCodeButtons(root) {
+    if (!root.querySelectorAll) return;
+    root.querySelectorAll(".markdown pre").forEach(function (pre) {
+      if (pre.parentElement.classList.contains("code-block")) return;
+      const wrapper = document.createElement("div");
+      wrapper.className = "code-block";
+      pre.replaceWith(wrapper);
+      wrapper.appendChild(pre);
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "icon copy-code";
+      button.textContent = "Copy code";
+      wrapper.appendChild(button);
+    });
+  }
+  if (window.htmx) htmx.onLoad(addCodeButtons);
+  document.addEventListener("DOMContentLoaded", function () { addCodeButtons(document.body); });
+
+  // Says "Copied" to screen readers (a live region, made on the first copy).
+  let announcer = null;
+  function announce(text) {
+    if (!announcer) {
+      announcer = document.createElement("p");
+      announcer.className = "visually-hidden";
+      announcer.setAttribute("aria-live", "polite");
+      document.body.appendChild(announcer);
+    }
+    announcer.textContent = text;
+  }
+
+  async function copy(button, text) {
+    const label = button.textContent;
+    try {
+      await navigator.clipboard.writeText(text);
+      button.textContent = "Copied";
+      announce("Copied to the clipboard.");
+    } catch (error) {
+      button.textContent = "Copy failed";
+      announce("Could not copy: the browser refused the clipboard.");
+    }
+    setTimeout(function () { button.textContent = label; announce(""); }, 1500);
+  }
+
+  document.addEventListener("click", function (event) {
+    // On a phone, a tap beside the open sidebar closes it.
+    if (document.body.classList.contains("sidebar-open") && !event.target.closest("#sidebar, #sidebar-toggle")) {
+      toggleSidebar(false, false);
+    }
+    const button = event.target.closest && event.target.closest("button");
+    if (!button) return;
+    if (button.dataset.copy) {
+      const source = document.querySelector(button.dataset.copy);
+      if (!source) return;
+      const clone = source.cloneNode(true);
+      clone.querySelectorAll("button").forEach(function (b) { b.remove(); });
+      copy(button, clone.textContent.trim());
+    } else if (button.classList.contains("copy-code")) {
+      const code = button.parentElement.querySelector("pre");
+      if (code) copy(button, code.innerText.replace(/\n$/, ""));
+    } else if (button.id === "sidebar-toggle") {
+      toggleSidebar(!document.body.classList.contains("sidebar-open"));
+    }
+  });
+
+  // --- the sidebar on narrow screens ------------------------------------------------
+
+  function toggleSidebar(open, moveFocus = true) {
+    document.body.classList.toggle("sidebar-open", open);
+    const toggle = document.getElementById("sidebar-toggle");
+    toggle?.setAttribute("aria-expanded", open ? "true" : "false");
+    if (!moveFocus) return;
+    if (open) setTimeout(function () { document.getElementById("search-input")?.focus(); }, 0);
+    else toggle?.focus();
+  }
 })();

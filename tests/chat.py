@@ -13,7 +13,9 @@ from django.test import Client
 from chatsite.asgi import application
 from conversations import generation
 
-DONE = re.compile(r'<article id="msg-(\d+)" class="message assistant status-(?!streaming)(\w+)')
+# An answer's final state (stream.html#done); a redrawn thread (a new version started)
+# also holds finished answers, earlier ones, and is not it.
+DONE = re.compile(r'\A(?!\s*<div id="messages")[\s\S]*?<article id="msg-(\d+)" class="message assistant status-(?!streaming)(\w+)')
 
 
 def _session_cookie(user) -> str:

@@ -2,7 +2,8 @@
 
 A stdlib `ThreadingHTTPServer` in a daemon thread on 127.0.0.1 (any free port). Tests
 queue `Reply` objects; each request to `{base}/generate/stream` or `{base}/generate`
-takes the next one. A streaming reply is written part by part with chunked encoding
+takes the next one (`generate_reply()` builds an image model's JSON answer). GET
+`{base}/files/<name>` serves what a test put in `gateway.files` (images given as URLs). A streaming reply is written part by part with chunked encoding
 and flushed at once, so tests control the exact bytes and timing the client sees:
 `Pause` sleeps, `Wait` blocks until the test sets an event, `Cut` drops the connection.
 
@@ -146,6 +147,46 @@ def stream_reply(
     return Reply(parts=parts)
 
 
+def generate_reply(
+    output: list[dict] | None = None,
+    *,
+    input_tokens: int = 12,
+    output_tokens: int = 1290,
+    cost_input: str = "9E-7",
+    cost_output: str = "0.000387",
+    cost_total: str = "3.879E-4",
+    warnings: Iterable[Any] = (),
+    delay: float = 0.0,
+) -> Reply:
+    """The JSON answer of POST /generate (ASSUMED shape), costs written literally."""
+    text = (
+        f'{{"output": {json.dumps(output or [])}, '
+        f'"usage": {{"input_tokens": {input_tokens}, "output_tokens": {output_tokens}, '
+        f'"total_tokens": {input_tokens + output_tokens}}}, '
+        f'"cost": {{"input": {cost_input}, "output": {cost_output}, "total": {cost_total}}}, '
+        f'"warnings": {json.dumps(list(warnings))}}}'
+    )
+    return Reply(headers={"Content-Type": "application/json"}, body=text.encode(), delay=delay)
+
+
+def image_item(content: str, mime_type: str | None = "image/png") -> dict:
+    item = {"type": "image", "name": "output", "content": content}
+    if mime_type:
+        item["mime_type"] = mime_type
+    return item
+
+
+def png_bytes(width: int = 8, height: int = 6, color=(200, 40, 40), fmt: str = "PNG") -> bytes:
+    """A small real image (Pillow), in any format Pillow writes."""
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(out, format=fmt)
+    return out.getvalue()
+
+
 def error_reply(status: int, body: bytes | dict | str, headers: dict[str, str] | None = None) -> Reply:
     """A non-streaming answer: dict -> JSON, str -> plain text, bytes as they are."""
     all_headers: dict[str, str] = {}
@@ -174,6 +215,7 @@ class _Server(ThreadingHTTPServer):
 class FakeGateway:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
+        self.files: dict[str, tuple[bytes, str]] = {}  # name -> (body, Content-Type), for GET /files/<name>
         self.closed = threading.Event()
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -227,6 +269,14 @@ class _Handler(BaseHTTPRequestHandler):
     @property
     def gateway(self) -> FakeGateway:
         return self.server.gateway  # type: ignore[attr-defined]
+
+    def do_GET(self) -> None:
+        name = self.path.removeprefix(f"{BASE_PATH}/files/")
+        if self.path.startswith(f"{BASE_PATH}/files/") and name in self.gateway.files:
+            body, content_type = self.gateway.files[name]
+            self._send_whole(Reply(headers={"Content-Type": content_type}, body=body))
+        else:
+            self._send_whole(error_reply(404, {"detail": "Not Found"}))
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)

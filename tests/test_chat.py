@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import threading
 from decimal import Decimal
 
@@ -334,8 +335,9 @@ async def test_it_refuses_a_message_over_the_limit(alice, flash, settings):
     assert await db(lambda: Message.objects.count()) == 0
 
 
-async def test_it_refuses_unknown_disabled_and_image_models(alice, db_models):
-    await db(lambda: GatewayModel.objects.filter(pk=db_models["flash"].pk).update(enabled=False))
+async def test_it_refuses_unknown_and_disabled_models(alice, db_models):
+    # Image models are chat models now (tests/test_images.py); disabled ones are not.
+    await db(lambda: GatewayModel.objects.filter(pk__in=[db_models["flash"].pk, db_models["image"].pk]).update(enabled=False))
     socket = await open_socket(alice)
     for model in (db_models["flash"].pk, db_models["image"].pk, 999999, "abc", None):
         await socket.send_to(text_data=send("Hi", model))
@@ -392,3 +394,37 @@ async def test_bob_cannot_watch_send_to_or_stop_alices_conversation(alice, bob, 
     await socket.disconnect()
     assert await db(lambda: Message.objects.count()) == 0
     assert fake_gateway.requests == []
+
+
+async def test_text_arriving_during_the_last_flush_still_goes_as_a_delta(alice, flash, gateway_url, fake_gateway, monkeypatch):
+    """The reader can end while the sender is busy sending a delta: what it added then
+    must go as one more delta, not only in the final render (seen on Redis, whose sends
+    take longer)."""
+    import asyncio
+
+    from channels.layers import get_channel_layer
+
+    from conversations import generation
+
+    layer = get_channel_layer()
+    group_send = layer.group_send
+    held = []
+
+    async def slow_first_delta(group, event):
+        if event["type"] == "chat.delta" and not held:
+            held.append(event)
+            (running,) = generation._running.values()
+            while not running._reader.done():  # the rest arrives meanwhile
+                await asyncio.sleep(0.005)
+            await asyncio.sleep(0.02)
+        await group_send(group, event)
+
+    monkeypatch.setattr(layer, "group_send", slow_first_delta)
+    fake_gateway.queue(Reply(parts=[sse(chunk("One ")), Pause(0.2), sse(chunk("two")), final()]))
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("Count", flash.pk))
+    frames = await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+    deltas = "".join(re.findall(r'beforeend:#msg-\d+-answer">(.*?)</div>', "".join(frames)))
+    assert deltas == "One two"

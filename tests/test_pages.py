@@ -74,7 +74,10 @@ def test_it_shows_the_chat_page_with_models_and_the_demo_notice(client, alice, s
     page = client.get("/").content.decode()
     assert 'ws-connect="/ws/chat/"' in page
     assert "Gemini 2.0 Flash" in page and "Gemini 3 Pro (thinking)" in page
-    assert "Gemini image" not in page  # image models are not chat models (yet)
+    assert "Gemini image" in page  # image models answer through /generate
+    db_models["image"].enabled = False
+    db_models["image"].save()
+    assert "Gemini image" not in client.get("/").content.decode()  # a disabled model is not offered
     assert "demo gateway" in page
     assert '<label for="message-input"' in page and ">Message</label>" in page
     assert '<label for="model-select">Model</label>' in page

@@ -1,0 +1,88 @@
+"""Images an answer brings: checked by their bytes, then stored under MEDIA_ROOT.
+
+The gateway's word (a `mime_type`, a URL's extension, a Content-Type) is never trusted:
+Pillow reads the bytes, and only PNG, JPEG, WebP and GIF are kept. Files are named by
+the server (a random name under attachments/<user id>/), never by the gateway, and are
+served only through views.attachment, to the conversation's owner.
+"""
+
+from __future__ import annotations
+
+import io
+import uuid
+import warnings
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from PIL import Image, UnidentifiedImageError
+
+from conversations.gateway import human_size
+
+# Pillow's format name -> (MIME type, file extension)
+ALLOWED = {
+    "PNG": ("image/png", "png"),
+    "JPEG": ("image/jpeg", "jpg"),
+    "WEBP": ("image/webp", "webp"),
+    "GIF": ("image/gif", "gif"),
+}
+ALLOWED_NAMES = "PNG, JPEG, WebP or GIF"
+
+
+class RejectedImage(ValueError):
+    """An image that is not kept; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class CheckedImage:
+    data: bytes
+    mime_type: str
+    extension: str
+    width: int
+    height: int
+    source: str
+    source_url: str = ""
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+def check(data: bytes, *, source: str = "base64", source_url: str = "") -> CheckedImage:
+    """The image if its bytes are a PNG, JPEG, WebP or GIF within MAX_IMAGE_BYTES.
+
+    Raises RejectedImage with a message for the user otherwise. Runs Pillow: call it off
+    the event loop.
+    """
+    limit = settings.MAX_IMAGE_BYTES
+    if len(data) > limit:
+        raise RejectedImage(f"An image of {human_size(len(data))} is over the {human_size(limit)} limit; it was not kept.")
+    if not data:
+        raise RejectedImage("The gateway sent an empty image; it was not kept.")
+    kind = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                kind = image.format
+                width, height = image.size
+                if kind in ALLOWED:
+                    image.verify()  # reads the whole file: a truncated or corrupt one fails here
+    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
+        if kind is None:
+            raise RejectedImage(f"The gateway sent a file that is not a {ALLOWED_NAMES} image; it was not kept.") from None
+        raise RejectedImage(f"The gateway sent a {kind} image too large to open; it was not kept.") from None
+    except Exception:  # Pillow raises many kinds of errors for a damaged file
+        raise RejectedImage(f"The gateway sent a damaged {kind or 'image'} file; it was not kept.") from None
+    if kind not in ALLOWED:
+        raise RejectedImage(
+            f"The gateway sent a file that is not a {ALLOWED_NAMES} image (it looks like {kind}); it was not kept."
+        )
+    mime_type, extension = ALLOWED[kind]
+    return CheckedImage(data, mime_type, extension, width, height, source, source_url)
+
+
+def store(image: CheckedImage, user_id: int) -> str:
+    """Save the bytes under MEDIA_ROOT with a name of our own; returns the storage name."""
+    return default_storage.save(f"attachments/{user_id}/{uuid.uuid4().hex}.{image.extension}", ContentFile(image.data))
