@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
@@ -135,3 +136,54 @@ def _create_database(url: str, port: int) -> str:
 def _drop_database(url: str) -> None:
     with _admin_connection(url) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
+# --- pages and the steps every browser test takes -----------------------------------
+
+PASSWORD = "a-long-passphrase-42"
+_usernames = (f"user{i}" for i in itertools.count(1))
+
+
+def open_page(browser, **options):
+    """A fresh browser context and page, and the problems it reports: a broken
+    Content-Security-Policy (no inline script is allowed), a script error, a dialog."""
+    context = browser.new_context(accept_downloads=True, **options)
+    page = context.new_page()
+    page.set_default_timeout(15_000)
+    problems = []
+    page.on("console", lambda m: m.type == "error" and "Content Security Policy" in m.text and problems.append(m.text))
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    return context, page, problems
+
+
+def sign_up(page, server) -> str:
+    from playwright.sync_api import expect
+
+    page.goto(server.url + "/accounts/signup/")
+    username = next(_usernames)
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_label("Password confirmation").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up").click()
+    expect(page.get_by_label("Message")).to_be_visible()
+    return username
+
+
+def log_in(page, server, username: str) -> None:
+    page.goto(server.url + "/accounts/login/")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password", exact=True).fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+
+
+def add_key(page, server, label: str, secret: str) -> None:
+    from playwright.sync_api import expect
+
+    page.goto(server.url + "/")
+    page.get_by_role("link", name="API keys").click()
+    page.get_by_label("Label").fill(label)
+    page.get_by_label("API key").fill(secret)
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_contain_text(f"Saved “{label}”")
+    page.get_by_role("link", name="Chats").click()

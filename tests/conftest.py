@@ -86,3 +86,29 @@ def add_key(user, label, secret, in_use=True):
     if in_use:
         key.use()
     return key
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium under Playwright, one per module: its sync API must be gone
+    before the async tests of the next module run their own event loops."""
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
+
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A page whose test fails if it broke the CSP, raised a script error or a dialog."""
+    from tests.browser import open_page
+
+    context, page, problems = open_page(browser)
+    yield page
+    context.close()
+    assert not problems, problems

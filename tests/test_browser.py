@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import itertools
 import re
 import threading
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, AppServer, require_chromium
+from tests.browser import AppServer, add_key, sign_up
 from tests.fakegateway import FakeGateway, Reply, Wait, chunk, final, sse, stream_reply
-
-_usernames = (f"user{i}" for i in itertools.count(1))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
 
 @pytest.fixture(scope="module")
 def module_gateway():
@@ -45,46 +30,6 @@ def demo_app(tmp_path_factory):
     server = AppServer(tmp_path_factory.mktemp("demo")).start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context()
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    problems = []
-    # The Content-Security-Policy allows no inline script: any violation is a bug.
-    page.on("console", lambda m: m.type == "error" and "Content Security Policy" in m.text and problems.append(m.text))
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-    yield page
-    context.close()
-    assert not problems, problems
-
-
-def sign_up(page, server):
-    from playwright.sync_api import expect
-
-    page.goto(server.url + "/accounts/signup/")
-    username = next(_usernames)
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password", exact=True).fill("a-long-passphrase-42")
-    page.get_by_label("Password confirmation").fill("a-long-passphrase-42")
-    page.get_by_role("button", name="Sign up").click()
-    expect(page.get_by_label("Message")).to_be_visible()
-    return username
-
-
-def add_key(page, server, label, secret):
-    from playwright.sync_api import expect
-
-    page.goto(server.url + "/")
-    page.get_by_role("link", name="API keys").click()
-    page.get_by_label("Label").fill(label)
-    page.get_by_label("API key").fill(secret)
-    page.get_by_role("button", name="Save").click()
-    expect(page.get_by_role("status")).to_contain_text(f"Saved “{label}”")
-    page.get_by_role("link", name="Chats").click()
 
 
 def test_it_streams_thinking_and_answer_live_then_renders_them(page, app, module_gateway):

@@ -9,18 +9,7 @@ from decimal import Decimal
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, AppServer, require_chromium
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
+from tests.browser import AppServer
 
 
 @pytest.fixture(scope="module")
@@ -28,20 +17,6 @@ def app(tmp_path_factory):
     server = AppServer(tmp_path_factory.mktemp("costs")).start()
     yield server
     server.stop()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    problems = []
-    # The Content-Security-Policy allows no inline script: any violation is a bug.
-    page.on("console", lambda m: m.type == "error" and "Content Security Policy" in m.text and problems.append(m.text))
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    yield page
-    context.close()
-    assert not problems, problems
 
 
 def money(text: str) -> Decimal:

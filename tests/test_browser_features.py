@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, ROOT, AppServer, require_chromium
+from tests.browser import ROOT, AppServer, add_key, open_page, sign_up
 from tests.fakegateway import (
     FakeGateway,
     Reply,
@@ -29,7 +29,6 @@ from tests.fakegateway import (
     sse,
     stream_reply,
 )
-from tests.test_browser import add_key, sign_up
 
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
@@ -40,17 +39,6 @@ ANSWER = (
     "| colour | wavelength | scattering |\n|---|---|---|\n| blue | 450 nm | 5.5× |\n| red | 700 nm | 1× |\n\n"
     "```python\ndef rayleigh(wavelength_nm: float) -> float:\n    return (700 / wavelength_nm) ** 4\n```\n"
 )
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +64,8 @@ def shots(tmp_path_factory) -> Path:
 
 
 def _page(browser, app, **options):
-    context = browser.new_context(accept_downloads=True, **options)
+    context, page, problems = open_page(browser, **options)
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app.url)
-    page = context.new_page()
-    page.set_default_timeout(15_000)
-    problems = []
-    # The Content-Security-Policy allows no inline script: any violation is a bug.
-    page.on("console", lambda m: m.type == "error" and "Content Security Policy" in m.text and problems.append(m.text))
-    page.on("pageerror", lambda e: problems.append(str(e)))
-    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
     return context, page, problems
 
 

@@ -14,9 +14,8 @@ import threading
 
 import pytest
 
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, AppServer, require_chromium
+from tests.browser import AppServer, add_key, log_in, sign_up
 from tests.fakegateway import FakeGateway, Reply, Wait, chunk, final, sse
-from tests.test_browser import add_key, sign_up
 
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("REDIS_URL") and os.environ.get("DATABASE_URL", "").startswith("postgres")),
@@ -37,24 +36,6 @@ def servers(tmp_path_factory, gateway):
     yield a, b
     b.stop()
     a.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def log_in(page, server, username):
-    page.goto(server.url + "/accounts/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password", exact=True).fill("a-long-passphrase-42")
-    page.get_by_role("button", name="Log in").click()
 
 
 def test_a_stream_started_on_one_process_is_watched_resumed_and_stopped_on_another(browser, servers, gateway):
