@@ -10,6 +10,7 @@ import pytest
 from tests.browser import AppServer, add_key, sign_up
 from tests.fakegateway import FakeGateway, Reply, Wait, chunk, final, sse, stream_reply
 
+
 @pytest.fixture(scope="module")
 def module_gateway():
     with FakeGateway() as gateway:
