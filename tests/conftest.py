@@ -112,3 +112,18 @@ def page(browser):
     yield page
     context.close()
     assert not problems, problems
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_stray_connections(django_db_setup, django_db_blocker):
+    """Let the test database be dropped at the end of a PostgreSQL run: async tests leave
+    connections open in asgiref's worker threads, which would block DROP DATABASE."""
+    yield
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
