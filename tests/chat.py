@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 
 from asgiref.sync import sync_to_async
@@ -15,6 +16,17 @@ from conversations import generation
 
 # An answer's final state (stream.html#done); a redrawn thread (a new version started)
 # also holds finished answers, earlier ones, and is not it.
+def send(text="Hello", model=None, conversation="", **extra) -> str:
+    """A "send" frame, as the composer's form makes it."""
+    return json.dumps({"action": "send", "message": text, "model": model, "conversation": conversation, **extra})
+
+
+@sync_to_async
+def db(fn):
+    """Run `fn` (database work) from an async test."""
+    return fn()
+
+
 DONE = re.compile(r'\A(?!\s*<div id="messages")[\s\S]*?<article id="msg-(\d+)" class="message assistant status-(?!streaming)(\w+)')
 
 

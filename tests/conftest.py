@@ -15,6 +15,12 @@ def fake_gateway():
 
 
 @pytest.fixture
+def no_retries(settings):
+    """Gateway failures fail at once (automatic retries have their own tests)."""
+    settings.UPSTREAM_RETRIES = 0
+
+
+@pytest.fixture
 def gateway_url(fake_gateway, settings):
     """Points the app at the fake gateway."""
     settings.UPSTREAM_BASE_URL = fake_gateway.base_url

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import pytest
@@ -12,7 +11,7 @@ from django.views.debug import SafeExceptionReporterFilter
 
 from conversations import views
 from conversations.models import ApiKey, Message, SiteSettings
-from tests.chat import no_generation_left, open_socket, until_done
+from tests.chat import db, no_generation_left, open_socket, send, until_done
 from tests.conftest import add_key
 from tests.fakegateway import error_reply, stream_reply
 
@@ -141,13 +140,6 @@ def test_the_admin_shows_masks_and_sets_the_shared_key(admin_client, alice):
 # --- the keys the gateway receives ---------------------------------------------------
 
 
-def send(text, model):
-    return json.dumps({"action": "send", "message": text, "model": model, "conversation": ""})
-
-
-@sync_to_async
-def db(fn):
-    return fn()
 
 
 @pytest.mark.django_db(transaction=True)

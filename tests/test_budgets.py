@@ -8,11 +8,10 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
-from asgiref.sync import sync_to_async
 
 from conversations import budgets, ledger
 from conversations.models import Budget, Conversation, CostLog, Message, SiteSettings
-from tests.chat import frames_until, no_generation_left, open_socket, until_done
+from tests.chat import db, frames_until, no_generation_left, open_socket, send, until_done
 from tests.costs import log_cost
 from tests.fakegateway import Cut, Reply, Wait, chunk, final, sse, stream_reply
 
@@ -123,13 +122,6 @@ def test_the_admin_sets_budgets(admin_client, alice):
 
 
 
-def send(text="Hello", model=None, conversation="", **extra):
-    return json.dumps({"action": "send", "message": text, "model": model, "conversation": conversation, **extra})
-
-
-@sync_to_async
-def db(fn):
-    return fn()
 
 
 @pytest.mark.django_db(transaction=True)

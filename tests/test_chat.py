@@ -9,27 +9,15 @@ import threading
 from decimal import Decimal
 
 import pytest
-from asgiref.sync import sync_to_async
 
 from conversations.models import Conversation, CostLog, GatewayModel, Message
-from tests.chat import connect, frames_until, no_generation_left, open_socket, until_done
+from tests.chat import connect, db, frames_until, no_generation_left, open_socket, send, until_done
 from tests.fakegateway import Cut, Pause, Reply, Wait, chunk, error_reply, final, sse, stream_reply
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shared_key_allowed")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shared_key_allowed", "no_retries")]
 
 
-def send(text="Hello", model=None, conversation="", **extra):
-    return json.dumps({"action": "send", "message": text, "model": model, "conversation": conversation, **extra})
 
-
-@sync_to_async
-def db(fn):
-    return fn()
-
-
-@pytest.fixture(autouse=True)
-def no_retries(settings):
-    settings.UPSTREAM_RETRIES = 0  # automatic retries have their own tests (test_faults.py)
 
 
 @pytest.fixture

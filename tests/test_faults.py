@@ -15,7 +15,7 @@ from django.test import Client
 
 from conversations import generation
 from conversations.models import Conversation, CostLog, Message
-from tests.chat import frames_until, no_generation_left, open_socket, until_done
+from tests.chat import db, frames_until, no_generation_left, open_socket, send, until_done
 from tests.fakegateway import Cut, Pause, Reply, Wait, chunk, error_reply, final, sse, stream_reply
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shared_key_allowed")]
@@ -29,13 +29,6 @@ def fast_retries(settings):
     settings.UPSTREAM_RETRY_BACKOFF = 0.01
 
 
-@sync_to_async
-def db(fn):
-    return fn()
-
-
-def send(text, model, conversation=""):
-    return json.dumps({"action": "send", "message": text, "model": model, "conversation": conversation})
 
 
 @sync_to_async

@@ -14,26 +14,15 @@ from django.test import Client
 
 from conversations import gateway
 from conversations.models import Attachment, Conversation, CostLog, Message
-from tests.chat import frames_until, no_generation_left, open_socket, until_done
+from tests.chat import db, frames_until, no_generation_left, open_socket, send, until_done
 from tests.fakegateway import Cut, Reply, error_reply, generate_reply, image_item, png_bytes
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shared_key_allowed")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shared_key_allowed", "no_retries")]
 
 PNG = png_bytes(8, 6)
 
 
-@sync_to_async
-def db(fn):
-    return fn()
 
-
-@pytest.fixture(autouse=True)
-def no_retries(settings):
-    settings.UPSTREAM_RETRIES = 0
-
-
-def send(text, model, conversation=""):
-    return json.dumps({"action": "send", "message": text, "model": model, "conversation": conversation})
 
 
 def b64(data: bytes) -> str:

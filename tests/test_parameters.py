@@ -3,24 +3,15 @@
 
 from __future__ import annotations
 
-import json
 
 import pytest
-from asgiref.sync import sync_to_async
 
 from conversations import gateway
 from conversations.models import Conversation, Message
-from tests.chat import no_generation_left, open_socket, until_done
+from tests.chat import db, no_generation_left, open_socket, send, until_done
 from tests.fakegateway import stream_reply
 
 
-@sync_to_async
-def db(fn):
-    return fn()
-
-
-def send(text, model, conversation="", **extra):
-    return json.dumps({"action": "send", "message": text, "model": model, "conversation": conversation, **extra})
 
 
 def test_parameters_hold_only_what_was_set():

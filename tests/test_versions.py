@@ -12,24 +12,13 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 
 from conversations.models import Conversation, CostLog, Message, Tree
-from tests.chat import frames_until, no_generation_left, open_socket, until_done
+from tests.chat import db, frames_until, no_generation_left, open_socket, send, until_done
 from tests.fakegateway import Reply, Wait, chunk, error_reply, final, sse, stream_reply
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shared_key_allowed")]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shared_key_allowed", "no_retries")]
 
 
-@sync_to_async
-def db(fn):
-    return fn()
 
-
-@pytest.fixture(autouse=True)
-def no_retries(settings):
-    settings.UPSTREAM_RETRIES = 0
-
-
-def send(text, model, conversation=""):
-    return json.dumps({"action": "send", "message": text, "model": model, "conversation": conversation})
 
 
 def action(name, message, **extra):
