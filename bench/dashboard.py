@@ -85,7 +85,7 @@ def staff_client():
 
 
 def scenarios():
-    from conversations.ledger import Period
+    from conversations.costs.ledger import Period
 
     days90 = Period.last_days(90)
     return [
@@ -100,7 +100,8 @@ def scenarios():
 def rows_in(url: str) -> int:
     from django.http import QueryDict
 
-    from conversations import dashboard, ledger
+    from conversations.costs import ledger
+    from conversations.costs import views as dashboard
 
     form = dashboard.CostFilterForm(QueryDict(url.partition("?")[2]), ledger.model_labels())
     assert form.is_valid(), form.errors

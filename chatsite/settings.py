@@ -205,7 +205,7 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     # Every line passes the vault's scrubber: no decrypted API key reaches a log.
-    "filters": {"scrub_keys": {"()": "conversations.vault.Scrubber"}},
+    "filters": {"scrub_keys": {"()": "conversations.keys.vault.Scrubber"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["scrub_keys"]}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {"conversations": {"level": os.environ.get("LOG_LEVEL", "INFO")}},

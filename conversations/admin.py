@@ -3,9 +3,19 @@ from django.contrib import admin
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_post_parameters
 
-from conversations import budgets, vault
-from conversations.models import ApiKey, Attachment, Budget, Conversation, CostLog, GatewayModel, Message, SiteSettings
-from conversations.money import format_money
+from conversations.costs import budgets
+from conversations.costs.money import format_money
+from conversations.keys import vault
+from conversations.models import (
+    ApiKey,
+    Attachment,
+    Budget,
+    Conversation,
+    CostLog,
+    GatewayModel,
+    Message,
+    SiteSettings,
+)
 
 
 @admin.register(GatewayModel)

@@ -16,8 +16,9 @@ import unicodedata
 
 from django.utils import timezone
 
-from conversations.models import Conversation, Message, Tree
-from conversations.money import format_money, plain
+from conversations.costs.money import format_money, plain
+from conversations.models import Conversation, Message
+from conversations.tree import Tree
 
 FORMAT = "chatsite.conversation/1"
 

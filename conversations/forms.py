@@ -1,9 +1,7 @@
 from django import forms
 from django.conf import settings
-from django.core.validators import MaxValueValidator
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
-
-from conversations import vault
+from django.core.validators import MaxValueValidator
 
 
 class NoColonMixin:
@@ -20,35 +18,6 @@ class LoginForm(NoColonMixin, AuthenticationForm):
 
 class SignupForm(NoColonMixin, UserCreationForm):
     pass
-
-
-class ApiKeyForm(NoColonMixin, forms.Form):
-    """Adds a key. The value field never renders what was typed back into the page."""
-
-    label = forms.CharField(label="Label", max_length=100)
-    value = forms.CharField(label="API key", widget=forms.PasswordInput(render_value=False), strip=False)
-
-    def __init__(self, user, *args, **kwargs):
-        self.user = user
-        super().__init__(*args, **kwargs)
-
-    def clean_label(self):
-        label = self.cleaned_data["label"].strip()
-        if not label:
-            raise forms.ValidationError("Give the key a label.")
-        if self.user.api_keys.filter(label=label).exists():
-            raise forms.ValidationError("You already have a key with this label.")
-        return label
-
-    def clean_value(self):
-        return vault.clean_value(self.cleaned_data["value"])
-
-
-class ReplaceApiKeyForm(NoColonMixin, forms.Form):
-    value = forms.CharField(label="New value", widget=forms.PasswordInput(render_value=False), strip=False)
-
-    def clean_value(self):
-        return vault.clean_value(self.cleaned_data["value"])
 
 
 class RenameForm(NoColonMixin, forms.Form):

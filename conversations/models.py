@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from collections import defaultdict
-
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models, transaction
@@ -10,8 +8,9 @@ from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
 
-from conversations import gateway, vault
-from conversations.money import MoneyField
+from conversations.costs.money import MoneyField
+from conversations.keys import vault
+from conversations.tree import Tree
 
 
 class GatewayModel(models.Model):
@@ -124,16 +123,6 @@ class Conversation(models.Model):
             texts[pk] for pk in ids if texts[pk].role == Message.Role.USER or texts[pk].content
         ]
 
-    def parameters_for(self, model: GatewayModel) -> dict | None:
-        """The request's `parameters`: only the keys the user set (enable_thinking is on by
-        default for thinking models, as the gateway's docs show, and never sent to others)."""
-        return gateway.build_parameters(
-            enable_thinking=self.enable_thinking if model.thinking else None,
-            system_prompt=self.system_prompt,
-            temperature=self.temperature,
-            max_output_tokens=self.max_output_tokens,
-        )
-
     def cost_totals(self) -> dict:
         """What this conversation cost so far (the ledger's sums) and how many answers reported no cost."""
         totals = self.cost_logs.aggregate(
@@ -150,77 +139,6 @@ class Conversation(models.Model):
         path = self.tree().path()
         answers = [m for m in path if m.role == Message.Role.ASSISTANT]
         return Message.objects.get(pk=answers[-1].pk) if answers else None
-
-
-class Tree:
-    """A conversation's messages as a tree: each message follows its parent (a question
-    follows the answer it was asked after; an answer follows its question). Siblings are
-    versions: a regenerated answer is a sibling of the answer it replaces, an edited
-    question a sibling of the question it replaces. At each branch one sibling is
-    `selected`: the version shown. Rows need only `pk`, `parent_id` and `selected`.
-    """
-
-    # What a row of the tree needs (conversation_id too: a related manager reads it).
-    FIELDS = ("id", "conversation_id", "parent_id", "selected", "role")
-
-    def __init__(self, messages):
-        self.by_id: dict[int, Message] = {}
-        self.children: dict[int | None, list[Message]] = defaultdict(list)
-        for m in sorted(messages, key=lambda m: m.pk):
-            self.by_id[m.pk] = m
-        for m in self.by_id.values():
-            parent = m.parent_id if m.parent_id in self.by_id else None
-            self.children[parent].append(m)
-
-    def shown_child(self, parent_id: int | None) -> Message | None:
-        """The version shown among `parent_id`'s children: the selected one (the newest if
-        several are, or if none is)."""
-        children = self.children.get(parent_id)
-        if not children:
-            return None
-        selected = [m for m in children if m.selected]
-        return (selected or children)[-1]
-
-    def path(self) -> list[Message]:
-        path = []
-        node = self.shown_child(None)
-        while node is not None:
-            path.append(node)
-            node = self.shown_child(node.pk)
-        return path
-
-    def ancestors(self, message_id: int | None) -> list[Message]:
-        """`message_id` and the messages before it, oldest first."""
-        chain = []
-        while message_id is not None and message_id in self.by_id:
-            chain.append(self.by_id[message_id])
-            message_id = self.by_id[message_id].parent_id
-        return chain[::-1]
-
-    def siblings(self, message: Message) -> list[Message]:
-        parent = message.parent_id if message.parent_id in self.by_id else None
-        return self.children.get(parent, [])
-
-    def annotate(self, messages) -> None:
-        """Set version_index (from 1), version_count, prev_version_id, next_version_id and
-        has_children on each message (the page's "‹ 2/3 ›")."""
-        for m in messages:
-            siblings = [s.pk for s in self.siblings(m)] or [m.pk]
-            index = siblings.index(m.pk) if m.pk in siblings else 0
-            m.version_index = index + 1
-            m.version_count = len(siblings)
-            m.prev_version_id = siblings[index - 1] if index > 0 else None
-            m.next_version_id = siblings[index + 1] if index + 1 < len(siblings) else None
-            m.has_children = bool(self.children.get(m.pk))
-
-    def show(self, message: Message) -> None:
-        """Make `message` (and every message before it) the version shown at its branch."""
-        for node in self.ancestors(message.pk):
-            stale = [s.pk for s in self.siblings(node) if s.pk != node.pk and s.selected]
-            if stale:
-                Message.objects.filter(pk__in=stale).update(selected=False)
-            if not node.selected:
-                Message.objects.filter(pk=node.pk).update(selected=True)
 
 
 class Message(models.Model):
@@ -288,9 +206,6 @@ class Message(models.Model):
         """This message's versions, itself included."""
         return Message.objects.filter(conversation_id=self.conversation_id, parent_id=self.parent_id)
 
-    @property
-    def dom_id(self) -> str:
-        return f"msg-{self.pk}"
 
     @property
     def is_streaming(self) -> bool:

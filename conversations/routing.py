@@ -1,6 +1,6 @@
 from django.urls import path
 
-from conversations.consumers import ChatConsumer
+from conversations.relay.consumer import ChatConsumer
 
 websocket_urlpatterns = [
     path("ws/chat/", ChatConsumer.as_asgi()),

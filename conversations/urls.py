@@ -1,7 +1,10 @@
 from django.conf import settings
 from django.urls import path
 
-from conversations import dashboard, demo_gateway, views
+from conversations import views
+from conversations.costs import views as costs
+from conversations.gateway import demo as demo_gateway
+from conversations.keys import views as keys
 
 urlpatterns = [
     path("", views.index, name="index"),
@@ -17,13 +20,13 @@ urlpatterns = [
     path("search/", views.search, name="search"),
     path("attachments/<int:attachment_id>/", views.attachment, name="attachment"),
     path("accounts/signup/", views.signup, name="signup"),
-    path("keys/", views.api_keys, name="api-keys"),
-    path("keys/<int:key_id>/use/", views.use_api_key, name="use-api-key"),
-    path("keys/<int:key_id>/replace/", views.replace_api_key, name="replace-api-key"),
-    path("keys/<int:key_id>/delete/", views.delete_api_key, name="delete-api-key"),
-    path("usage/", dashboard.usage, name="usage"),
-    path("dashboard/costs/", dashboard.costs, name="costs"),
-    path("dashboard/costs/<slug:table>.csv", dashboard.costs_csv, name="costs-csv"),
+    path("keys/", keys.api_keys, name="api-keys"),
+    path("keys/<int:key_id>/use/", keys.use_api_key, name="use-api-key"),
+    path("keys/<int:key_id>/replace/", keys.replace_api_key, name="replace-api-key"),
+    path("keys/<int:key_id>/delete/", keys.delete_api_key, name="delete-api-key"),
+    path("usage/", costs.usage, name="usage"),
+    path("dashboard/costs/", costs.costs, name="costs"),
+    path("dashboard/costs/<slug:table>.csv", costs.costs_csv, name="costs-csv"),
 ]
 
 if settings.DEMO_GATEWAY:

@@ -12,7 +12,8 @@ from django.conf import settings
 from django.test import Client
 
 from chatsite.asgi import application
-from conversations import generation
+from conversations.relay import generation
+
 
 # An answer's final state (stream.html#done); a redrawn thread (a new version started)
 # also holds finished answers, earlier ones, and is not it.

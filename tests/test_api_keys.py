@@ -9,7 +9,7 @@ from asgiref.sync import sync_to_async
 from django.test import RequestFactory
 from django.views.debug import SafeExceptionReporterFilter
 
-from conversations import views
+from conversations.keys import views
 from conversations.models import ApiKey, Message, SiteSettings
 from tests.chat import db, no_generation_left, open_socket, send, until_done
 from tests.conftest import add_key

@@ -9,9 +9,16 @@ from decimal import Decimal
 
 import pytest
 
-from conversations import budgets, ledger
+from conversations.costs import budgets, ledger
 from conversations.models import Budget, Conversation, CostLog, Message, SiteSettings
-from tests.chat import db, frames_until, no_generation_left, open_socket, send, until_done
+from tests.chat import (
+    db,
+    frames_until,
+    no_generation_left,
+    open_socket,
+    send,
+    until_done,
+)
 from tests.costs import log_cost
 from tests.fakegateway import Cut, Reply, Wait, chunk, final, sse, stream_reply
 

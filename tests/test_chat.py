@@ -11,8 +11,26 @@ from decimal import Decimal
 import pytest
 
 from conversations.models import Conversation, CostLog, GatewayModel, Message
-from tests.chat import connect, db, frames_until, no_generation_left, open_socket, send, until_done
-from tests.fakegateway import Cut, Pause, Reply, Wait, chunk, error_reply, final, sse, stream_reply
+from tests.chat import (
+    connect,
+    db,
+    frames_until,
+    no_generation_left,
+    open_socket,
+    send,
+    until_done,
+)
+from tests.fakegateway import (
+    Cut,
+    Pause,
+    Reply,
+    Wait,
+    chunk,
+    error_reply,
+    final,
+    sse,
+    stream_reply,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shared_key_allowed", "no_retries")]
 
@@ -164,7 +182,7 @@ async def test_it_checkpoints_partial_text_while_streaming(alice, flash, gateway
 
 
 async def test_it_writes_checkpoints_by_time_not_per_chunk(alice, flash, gateway_url, fake_gateway, settings, monkeypatch):
-    from conversations.generation import Generation
+    from conversations.relay.generation import Generation
 
     settings.STREAM_CHECKPOINT_INTERVAL = 0.2
     calls = []
@@ -392,7 +410,7 @@ async def test_text_arriving_during_the_last_flush_still_goes_as_a_delta(alice, 
 
     from channels.layers import get_channel_layer
 
-    from conversations import generation
+    from conversations.relay import generation
 
     layer = get_channel_layer()
     group_send = layer.group_send

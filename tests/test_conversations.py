@@ -11,7 +11,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from conversations import sidebar
+from conversations import search, sidebar
 from conversations.models import Conversation, CostLog, Message
 
 pytestmark = pytest.mark.django_db
@@ -309,12 +309,12 @@ def test_search_finds_every_version_but_not_an_answer_still_streaming(client, al
 def test_search_uses_an_index_for_message_text(alice):
     """"Index what you query": FTS5 on SQLite, the trigram GIN index on PostgreSQL."""
     _conversation(alice, "Indexed", "needle in a haystack")
-    query = str(sidebar._matching_messages(alice, "needle").values("id").query)
+    query = str(search._matching_messages(alice, "needle").values("id").query)
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
             triggers = {row[0] for row in cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-            assert {f"{sidebar.FTS_TABLE}_insert", f"{sidebar.FTS_TABLE}_update", f"{sidebar.FTS_TABLE}_delete"} <= triggers
-            sql, params = sidebar._matching_messages(alice, "needle").values("id").query.sql_with_params()
+            assert {f"{search.FTS_TABLE}_insert", f"{search.FTS_TABLE}_update", f"{search.FTS_TABLE}_delete"} <= triggers
+            sql, params = search._matching_messages(alice, "needle").values("id").query.sql_with_params()
             plan = " ".join(str(row) for row in cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params))
             assert "VIRTUAL TABLE INDEX" in plan, plan
         else:
@@ -327,4 +327,4 @@ def test_search_uses_an_index_for_message_text(alice):
             plan = " ".join(row[0] for row in cursor.fetchall())
             assert "message_content_trgm" in plan, plan
     assert "needle" in query
-    assert [m.content for m in sidebar._matching_messages(alice, "NEEDLE")] == ["needle in a haystack"]
+    assert [m.content for m in search._matching_messages(alice, "NEEDLE")] == ["needle in a haystack"]

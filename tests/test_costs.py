@@ -11,7 +11,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
-from conversations import ledger
+from conversations.costs import ledger
 from conversations.models import CostLog, Message
 from tests.costs import conversation, ended_without_cost, log_cost, read_csv
 
@@ -254,7 +254,7 @@ def test_it_draws_the_cost_per_day_stacked_by_model(staff_client, alice):
 
 
 def test_the_chart_scale_is_round():
-    from conversations.chart import nice_ceiling
+    from conversations.costs.chart import nice_ceiling
 
     assert nice_ceiling(Decimal("0.29")) == Decimal("0.3")
     assert nice_ceiling(Decimal("0.0000031")) == Decimal("0.000004")

@@ -13,10 +13,27 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.test import Client
 
-from conversations import generation
 from conversations.models import Conversation, CostLog, Message
-from tests.chat import db, frames_until, no_generation_left, open_socket, send, until_done
-from tests.fakegateway import Cut, Pause, Reply, Wait, chunk, error_reply, final, sse, stream_reply
+from conversations.relay import generation
+from tests.chat import (
+    db,
+    frames_until,
+    no_generation_left,
+    open_socket,
+    send,
+    until_done,
+)
+from tests.fakegateway import (
+    Cut,
+    Pause,
+    Reply,
+    Wait,
+    chunk,
+    error_reply,
+    final,
+    sse,
+    stream_reply,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shared_key_allowed")]
 

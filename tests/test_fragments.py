@@ -3,7 +3,7 @@
 import pytest
 from django.template.loader import render_to_string
 
-from conversations import fragments
+from conversations.relay import fragments
 
 
 @pytest.mark.parametrize(

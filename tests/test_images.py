@@ -14,8 +14,22 @@ from django.test import Client
 
 from conversations import gateway
 from conversations.models import Attachment, Conversation, CostLog, Message
-from tests.chat import db, frames_until, no_generation_left, open_socket, send, until_done
-from tests.fakegateway import Cut, Reply, error_reply, generate_reply, image_item, png_bytes
+from tests.chat import (
+    db,
+    frames_until,
+    no_generation_left,
+    open_socket,
+    send,
+    until_done,
+)
+from tests.fakegateway import (
+    Cut,
+    Reply,
+    error_reply,
+    generate_reply,
+    image_item,
+    png_bytes,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shared_key_allowed", "no_retries")]
 
@@ -275,7 +289,8 @@ async def test_the_demo_gateway_draws_a_picture_for_image_models(settings):
     """`make run` with no gateway: the demo answers /generate with a real PNG, as base64."""
     from django.test import AsyncRequestFactory
 
-    from conversations import demo_gateway, images
+    from conversations import images
+    from conversations.gateway import demo as demo_gateway
 
     settings.DEMO_GATEWAY_DELAY = 0
     body = {"service_name": "google-gemini", "model_name": "gemini-2.5-flash-image",

@@ -6,8 +6,8 @@ import pytest
 from django.db import connection
 from django.db.models import Sum
 
+from conversations.costs.money import format_money, from_units, to_units
 from conversations.models import CostLog
-from conversations.money import format_money, from_units, to_units
 
 
 def test_it_converts_to_units_and_back_exactly():

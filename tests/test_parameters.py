@@ -3,15 +3,12 @@
 
 from __future__ import annotations
 
-
 import pytest
 
 from conversations import gateway
 from conversations.models import Conversation, Message
 from tests.chat import db, no_generation_left, open_socket, send, until_done
 from tests.fakegateway import stream_reply
-
-
 
 
 def test_parameters_hold_only_what_was_set():

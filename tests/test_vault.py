@@ -14,7 +14,7 @@ from cryptography.fernet import Fernet
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
-from conversations import vault
+from conversations.keys import vault
 from conversations.models import ApiKey, SiteSettings
 from tests.conftest import add_key
 

@@ -12,7 +12,14 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 
 from conversations.models import Conversation, CostLog, Message, Tree
-from tests.chat import db, frames_until, no_generation_left, open_socket, send, until_done
+from tests.chat import (
+    db,
+    frames_until,
+    no_generation_left,
+    open_socket,
+    send,
+    until_done,
+)
 from tests.fakegateway import Reply, Wait, chunk, error_reply, final, sse, stream_reply
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shared_key_allowed", "no_retries")]

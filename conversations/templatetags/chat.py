@@ -1,7 +1,7 @@
 from django import template
 from django.utils.safestring import mark_safe
 
-from conversations.money import format_money
+from conversations.costs.money import format_money
 from conversations.rendering import render_markdown
 
 register = template.Library()

@@ -7,7 +7,7 @@ old one after it), run this command, then remove the old key.
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
-from conversations import vault
+from conversations.keys import vault
 from conversations.models import ApiKey, SiteSettings
 
 

@@ -22,8 +22,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from django.utils import timezone
 
+from conversations.costs.money import from_units
 from conversations.models import Conversation, CostLog, Message
-from conversations.money import from_units
 
 DAYS = 90
 USERS = 100

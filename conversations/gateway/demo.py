@@ -19,7 +19,12 @@ import re
 from decimal import Decimal
 
 from django.conf import settings
-from django.http import HttpResponse, HttpResponseNotAllowed, JsonResponse, StreamingHttpResponse
+from django.http import (
+    HttpResponse,
+    HttpResponseNotAllowed,
+    JsonResponse,
+    StreamingHttpResponse,
+)
 from django.views.decorators.csrf import csrf_exempt
 
 # Prices per token, chosen to look like a small model's.

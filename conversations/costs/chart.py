@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from conversations.ledger import day_label
-from conversations.money import format_money
+from conversations.costs.ledger import day_label
+from conversations.costs.money import format_money
 
 # Distinguishable in light and dark mode, and for the common colour-vision deficiencies
 # (Okabe–Ito, reordered); models beyond eight reuse them.

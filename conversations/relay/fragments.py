@@ -10,7 +10,7 @@ from __future__ import annotations
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
-from conversations import budgets
+from conversations.costs import budgets
 from conversations.forms import SettingsForm
 from conversations.models import Conversation, Message
 

@@ -20,8 +20,8 @@ from django.http import HttpResponse, HttpResponseBadRequest, StreamingHttpRespo
 from django.shortcuts import render
 from django.utils.cache import patch_vary_headers
 
-from conversations import budgets, chart, ledger
-from conversations.money import plain
+from conversations.costs import budgets, chart, ledger
+from conversations.costs.money import plain
 
 # The user table shows this many rows unless asked for all (?all_users=1); the CSV has them all.
 TABLE_ROWS = 20

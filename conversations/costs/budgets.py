@@ -16,9 +16,9 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
-from conversations import ledger
+from conversations.costs import ledger
+from conversations.costs.money import format_money
 from conversations.models import Budget, CostLog, SiteSettings
-from conversations.money import format_money
 
 WARNING_SHARE = Decimal("0.8")
 

@@ -38,8 +38,17 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from conversations import gateway, images, vault
-from conversations.models import ApiKey, Attachment, Conversation, CostLog, GatewayModel, Message, SiteSettings
+from conversations import gateway, images
+from conversations.keys import vault
+from conversations.models import (
+    ApiKey,
+    Attachment,
+    Conversation,
+    CostLog,
+    GatewayModel,
+    Message,
+    SiteSettings,
+)
 
 log = logging.getLogger(__name__)
 
@@ -604,7 +613,12 @@ async def _launch(user, conversation, question, answer, history, model, api_key_
         model_name=model.model_name,
         prompt=question.content,
         history=[gateway.history_turn(m.role, m.content) for m in history],
-        parameters=conversation.parameters_for(model),
+        parameters=gateway.build_parameters(
+            enable_thinking=conversation.enable_thinking if model.thinking else None,
+            system_prompt=conversation.system_prompt,
+            temperature=conversation.temperature,
+            max_output_tokens=conversation.max_output_tokens,
+        ),
     )
     generation = Generation(answer, body, user.pk, api_key_id, streaming=model.streaming)
     _running[answer.pk] = generation

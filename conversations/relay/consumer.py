@@ -16,9 +16,17 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import transaction
 
-from conversations import budgets, fragments, generation, limits
+from conversations.costs import budgets
 from conversations.forms import SettingsForm
-from conversations.models import ApiKey, Conversation, GatewayModel, Message, SiteSettings
+from conversations.models import (
+    ApiKey,
+    Conversation,
+    GatewayModel,
+    Message,
+    SiteSettings,
+)
+from conversations.relay import admission as limits
+from conversations.relay import fragments, generation
 
 BUSY = "An answer is still being generated here. Stop it or wait for it."
 
