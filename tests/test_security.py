@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
+from django.test import Client
 
 from conversations.models import ApiKey, Conversation, Message
 from tests.chat import connect, no_generation_left, open_socket
@@ -53,7 +54,16 @@ def test_bob_gets_404_on_every_url_of_alices(client, alice, bob, db_models):
         assert response.status_code == 404, url
     # The admin is for staff only.
     assert client.get(f"/admin/conversations/conversation/{conversation.pk}/change/").status_code == 302
-    assert "Secret answer" not in client.get("/").content.decode()
+    # Nor do his pages show her conversation where hers do: its title in the sidebar (the
+    # apostrophe escaped), its message text in a search's snippet (the query is echoed).
+    alices = Client()
+    alices.force_login(alice)
+    for url, query, text in [
+        ("/", None, "Alice&#x27;s secret plans"),
+        ("/search/", {"q": "Secret answer"}, "<mark>Secret answer</mark>"),
+    ]:
+        assert text in alices.get(url, query).content.decode(), url
+        assert text not in client.get(url, query).content.decode(), url
     assert snapshot() == before
 
 
