@@ -35,9 +35,6 @@ from tests.fakegateway import (
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shared_key_allowed", "no_retries")]
 
 
-
-
-
 @pytest.fixture
 def flash(db_models):
     return db_models["flash"]
@@ -283,7 +280,26 @@ async def test_it_stops_a_generation_and_keeps_the_partial_answer(alice, flash, 
     assert "Stopped." in frames[-1] and "Send</button>" in frames[-1]
 
 
-async def test_a_second_socket_catches_up_and_sees_the_rest(alice, flash, gateway_url, fake_gateway):
+async def test_a_second_socket_catches_up_and_sees_the_rest(alice, flash, gateway_url, fake_gateway, monkeypatch):
+    from channels.layers import get_channel_layer
+
+    # Which channels join which group, and the deltas sent to them.
+    layer = get_channel_layer()
+    group_add, group_send = layer.group_add, layer.group_send
+    joined, deltas = [], []
+
+    async def recording_add(group, channel):
+        joined.append((group, channel))
+        await group_add(group, channel)
+
+    async def recording_send(group, event):
+        if event["type"] == "chat.delta":
+            deltas.append(event)
+        await group_send(group, event)
+
+    monkeypatch.setattr(layer, "group_add", recording_add)
+    monkeypatch.setattr(layer, "group_send", recording_send)
+
     release = threading.Event()
     fake_gateway.queue(Reply(parts=[sse(chunk("One ")), sse(chunk("two ")), Wait(release), sse(chunk("three")), final()]))
     first = await open_socket(alice)
@@ -293,15 +309,23 @@ async def test_a_second_socket_catches_up_and_sees_the_rest(alice, flash, gatewa
 
     second = await open_socket(alice, f"/ws/chat/{conversation.pk}/")
     catch_up = await second.receive_from(timeout=5)
-    assert "One two " in catch_up
+    (caught_up,) = re.findall(r'class="answer streaming"[^>]*>(.*?)</div>', catch_up)
+    assert caught_up == "One two "
+    # A delta the catch-up already holds reaches the socket again, as one sent while it
+    # joined does: it must not be shown twice.
+    second_channel = next(channel for group, channel in reversed(joined) if group == conversation.group_name)
+    await layer.send(second_channel, deltas[-1])
     release.set()
+    frames = {socket: "".join(await until_done(socket)) for socket in (first, second)}
     for socket in (first, second):
-        frames = await until_done(socket)
-        streamed = "".join(frames)
-        assert "three" in streamed
-        assert streamed.count("One ") <= 1 if socket is second else True  # nothing repeated
         await socket.disconnect()
     await no_generation_left()
+
+    def appended(stream):
+        return "".join(re.findall(r'beforeend:#msg-\d+-answer">(.*?)</div>', stream))
+
+    assert appended(frames[first]) == "three"  # the rest of what it read above
+    assert caught_up + appended(frames[second]) == "One two three"  # nothing repeated, nothing lost
 
 
 # --- bad input: a clear message, nothing stored, the socket stays usable ----------------
