@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from conversations.costs.money import MoneyField
+from conversations.gateway import ErrorKind
 from conversations.keys import vault
 from conversations.tree import Tree
 
@@ -67,20 +68,6 @@ class Conversation(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("conversation", args=[self.pk])
-
-    @property
-    def group_name(self) -> str:
-        """The Channels group of every socket showing this conversation."""
-        return self.group_name_for(self.pk)
-
-    @staticmethod
-    def group_name_for(conversation_id: int) -> str:
-        return f"conversation-{conversation_id}"
-
-    @staticmethod
-    def user_group_name(user_id: int) -> str:
-        """The group of every socket of one user (for the sidebar)."""
-        return f"user-{user_id}"
 
     @staticmethod
     def title_from(text: str) -> str:
@@ -163,8 +150,8 @@ class Message(models.Model):
     thinking = models.TextField(blank=True)
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.COMPLETE)
     error = models.TextField(blank=True)
-    # The GatewayError kind ("key_refused", "rate_limited"...), so the page can offer
-    # the right way out (a link to the API keys page, a retry).
+    # An ErrorKind value ("" for none), so the page can offer the right way out (a link
+    # to the API keys page, a retry). No `choices`: the kinds belong to the gateway adapter.
     error_kind = models.CharField(max_length=30, blank=True)
     service_name = models.CharField(max_length=100, blank=True)
     model_name = models.CharField(max_length=100, blank=True)
@@ -211,11 +198,14 @@ class Message(models.Model):
     def is_streaming(self) -> bool:
         return self.status == self.Status.STREAMING
 
-    # Failures a fresh attempt can cure; a refused key or a bad request needs a change first.
-    RETRYABLE_KINDS = {
-        "connect", "timeout", "rate_limited", "server", "http", "stream_error", "cut", "incomplete", "restart",
-        "image", "empty", "too_large", "",
-    }
+    # Failures a fresh attempt can cure: every kind but a refused key, an unknown model or a
+    # bad request, which need a change first; and "", a stop or a failure of no known kind.
+    RETRYABLE_KINDS = frozenset(ErrorKind) - {ErrorKind.KEY_REFUSED, ErrorKind.NOT_FOUND, ErrorKind.INVALID} | {""}
+
+    @property
+    def key_was_refused(self) -> bool:
+        """For the page's link to the API keys page (templates compare no kind strings)."""
+        return self.error_kind == ErrorKind.KEY_REFUSED
 
     @property
     def retryable(self) -> bool:
@@ -350,6 +340,25 @@ class ApiKey(models.Model):
         """The key the user's chats use: the one marked in use, else the newest."""
         keys = cls.objects.filter(user=user)
         return keys.filter(in_use=True).first() or keys.order_by("-created_at", "-id").first()
+
+    @classmethod
+    def record_use(cls, pk: int, *, refused: bool, answered: bool) -> None:
+        """When the key was last sent, and whether the gateway refused it (until it works again)."""
+        now = timezone.now()
+        changes: dict = {"last_used_at": now}
+        if refused:
+            changes["refused_at"] = now
+        elif answered:
+            changes["refused_at"] = None
+        cls.objects.filter(pk=pk).update(**changes)
+
+    @classmethod
+    def secret_for(cls, user_id: int, key_id: int | None) -> str:
+        """The key to send in clear (the user's, or the site's shared key for None): call
+        only to build the gateway request."""
+        if key_id is None:
+            return SiteSettings.load().shared_key()
+        return cls.objects.get(pk=key_id, user_id=user_id).reveal()
 
     def use(self) -> None:
         """Make this the key the user's chats use."""

@@ -23,7 +23,7 @@ from conversations.models import (
     GatewayModel,
     Message,
 )
-from conversations.relay import generation
+from conversations.relay import events, generation
 from conversations.search import find
 
 
@@ -112,9 +112,9 @@ def search(request):
 # --- managing a conversation -----------------------------------------------------------
 
 
-def _tell_sidebars(user_id: int, event: dict) -> None:
+def _tell_sidebars(user_id: int, event: events.SidebarUpdate | events.SidebarRemove) -> None:
     """Every open page of the user updates its sidebar (their sockets are in this group)."""
-    async_to_sync(get_channel_layer().group_send)(Conversation.user_group_name(user_id), event)
+    async_to_sync(get_channel_layer().group_send)(events.user_group(user_id), event)
 
 
 @login_required
@@ -131,7 +131,7 @@ def rename(request, conversation_id: int):
         if form.is_valid():
             conversation.title = form.cleaned_data["title"]
             conversation.save(update_fields=["title"])
-            _tell_sidebars(request.user.pk, {"type": "sidebar.update", "conversation": conversation.pk})
+            _tell_sidebars(request.user.pk, events.sidebar_update(conversation.pk))
             if not request.htmx:
                 return redirect(conversation)
             response = render(request, "conversations/chat.html#heading", {"conversation": conversation})
@@ -162,7 +162,7 @@ def delete(request, conversation_id: int):
             # Messages and their attachments (files on commit) go with it; the ledger's
             # rows stay, their conversation set to NULL ("deleted conversations").
             conversation.delete()
-        _tell_sidebars(request.user.pk, {"type": "sidebar.remove", "conversation": conversation_id})
+        _tell_sidebars(request.user.pk, events.sidebar_remove(conversation_id))
         messages.success(request, f"Deleted “{title}”.")
         if request.htmx:
             return HttpResponse(headers={"HX-Redirect": reverse("index")})

@@ -1,4 +1,7 @@
-"""The ledger's numbers: what generations cost, summed by the database.
+"""The ledger: what each answer cost, written when it ends, and summed by the database.
+
+`settle()` writes what an ended answer leaves besides its text (its CostLog row, its
+images, its key's use) in the transaction that ends it. The rest reads.
 
 Every query here aggregates CostLog rows (or counts Message rows) in SQL, with Sum and
 Count over values() groups; no ledger row is loaded into Python. Sums are exact on
@@ -21,7 +24,64 @@ from django.db.models import Count, DateField, F, Func, Q, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
-from conversations.models import Conversation, CostLog, GatewayModel, Message
+from conversations.costs.money import jsonable
+from conversations.gateway import Final
+from conversations.images import CheckedImage
+from conversations.models import ApiKey, Attachment, Conversation, CostLog, GatewayModel, Message
+
+
+# --- writing: one call when an answer ends ------------------------------------------
+
+
+def settle(
+    answer: Message,
+    *,
+    final: Final | None,
+    images: list[tuple[CheckedImage, str]],
+    api_key_id: int | None,
+    key_refused: bool,
+    gateway_answered: bool,
+) -> None:
+    """Everything an ended answer leaves besides its text; call inside its transaction.
+
+    `final` is the gateway's final chunk (no chunk, no row: the cost is unknown, never 0);
+    `images` were checked and stored as files (name beside each); `api_key_id` is the
+    user's key that was sent (None: the site's), refused or answered by the gateway.
+    """
+    Attachment.objects.bulk_create(
+        Attachment(
+            message_id=answer.pk,
+            file=name,
+            mime_type=image.mime_type,
+            size=image.size,
+            width=image.width,
+            height=image.height,
+            source=image.source,
+            source_url=image.source_url[:2000],
+        )
+        for image, name in images
+    )
+    if api_key_id is not None:
+        ApiKey.record_use(api_key_id, refused=key_refused, answered=gateway_answered)
+    if final is not None:
+        CostLog.objects.create(
+            user_id=answer.conversation.user_id,
+            conversation_id=answer.conversation_id,
+            message_id=answer.pk,
+            service_name=answer.service_name,
+            model_name=answer.model_name,
+            input_tokens=final.input_tokens,
+            output_tokens=final.output_tokens,
+            total_tokens=final.total_tokens,
+            cost_input=final.cost_input,
+            cost_output=final.cost_output,
+            cost_total=final.cost_total,
+            warnings=final.warnings,
+            final_chunk=jsonable(final.raw),
+        )
+
+
+# --- reading ---------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)

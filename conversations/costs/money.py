@@ -10,9 +10,12 @@ PostgreSQL, and still fits sums up to about 9 million.
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.expressions import Combinable, Expression
 
 PLACES = 12
 _UNIT = Decimal(1).scaleb(-PLACES)
@@ -40,21 +43,39 @@ def plain(amount: Decimal | None) -> str:
     return "" if amount is None else format(Decimal(amount).normalize(), "f")
 
 
-class MoneyField(models.BigIntegerField):
+def jsonable(value: Any) -> Any:
+    """`value` with its Decimals as exact strings, so a JSONField keeps every digit."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, dict):
+        return {k: jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [jsonable(v) for v in value]
+    return value
+
+
+if TYPE_CHECKING:
+    # The model attribute takes and gives Decimals, not the column's integers.
+    _BigIntegerField = models.BigIntegerField[Decimal | int | str | Combinable, Decimal]
+else:
+    _BigIntegerField = models.BigIntegerField  # not subscriptable at run time
+
+
+class MoneyField(_BigIntegerField):
     description = "An exact amount of money, stored as integer picounits"
 
-    def from_db_value(self, value, expression, connection):
+    def from_db_value(self, value: int | None, expression: Expression, connection: BaseDatabaseWrapper) -> Decimal | None:
         return None if value is None else from_units(value)
 
-    def to_python(self, value):
+    def to_python(self, value: Any) -> Decimal | None:
         if value is None or isinstance(value, Decimal):
             return value
         return Decimal(str(value))
 
-    def get_prep_value(self, value):
+    def get_prep_value(self, value: Any) -> int | None:
         return None if value is None else to_units(value)
 
-    def formfield(self, **kwargs):
+    def formfield(self, **kwargs: Any) -> forms.Field | None:  # type: ignore[override]
         # Skip IntegerField's form field: the admin edits the amount, not the units.
         return models.Field.formfield(
             self,

@@ -1,9 +1,11 @@
 """The chat socket: checks who is asking and what for, then delegates.
 
 One socket per page. It watches the conversation the page shows (its Channels group)
-and the user's own group (the sidebar), hands "send", "stop", "retry", "regenerate" and
-"edit" to the generation module, switches the version shown ("select"), and turns the
-groups' events into htmx out-of-band fragments (see fragments.py).
+and the user's own group (the sidebar). Actions from the page ("send", "stop", "retry",
+"regenerate", "edit", "select", "sidebar") are checked here (the user, what they own,
+what they typed, admission.py) and handed on: turns.py stores, generation.py relays.
+Events from the groups (events.py) become htmx out-of-band fragments (fragments.py);
+which deltas to show is DeltaFilter's business (catchup.py).
 """
 
 from __future__ import annotations
@@ -16,19 +18,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import transaction
 
-from conversations.costs import budgets
 from conversations.forms import SettingsForm
-from conversations.models import (
-    ApiKey,
-    Conversation,
-    GatewayModel,
-    Message,
-    SiteSettings,
-)
-from conversations.relay import admission as limits
-from conversations.relay import fragments, generation
-
-BUSY = "An answer is still being generated here. Stop it or wait for it."
+from conversations.models import Conversation, GatewayModel, Message
+from conversations.relay import admission, events, fragments, generation, turns
+from conversations.relay.catchup import DeltaFilter
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -37,9 +30,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if not self.user.is_authenticated:
             await self.close()  # before accept: the handshake is refused
             return
-        self.shown_seq: dict[int, int] = {}  # answer id -> last delta shown
-        self.awaiting: dict[int, list[dict]] = {}  # answer id -> deltas held until its catch-up
+        self.deltas = DeltaFilter()
         self.watching: set[str] = set()  # groups this socket joined
+        self.deadline: asyncio.Task | None = None
         conversation = None
         conversation_id = self.scope["url_route"]["kwargs"].get("conversation_id")
         if conversation_id is not None:
@@ -47,8 +40,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             if conversation is None:
                 await self.close()
                 return
-            await self.watch(conversation.group_name)
-        await self.watch(Conversation.user_group_name(self.user.pk))
+            await self.watch(events.conversation_group(conversation.pk))
+        await self.watch(events.user_group(self.user.pk))
         await self.accept()
         if conversation is not None:
             await self.resync(conversation)
@@ -71,34 +64,20 @@ class ChatConsumer(AsyncWebsocketConsumer):
         except ValueError:
             await self.send_error("That request could not be read. Reload the page and try again.")
             return
-        action = data.get("action", "send")
-        if action == "send":
-            await self.send_message(data)
-        elif action == "stop":
-            await self.stop(data)
-        elif action == "retry":
-            await self.regenerate(data, retry=True)
-        elif action == "regenerate":
-            await self.regenerate(data)
-        elif action == "edit":
-            await self.edit(data)
-        elif action == "select":
-            await self.select(data)
-        elif action == "sidebar":
-            await self.refresh_sidebar(data)
-        else:
+        action = ACTIONS.get(data.get("action", "send"))
+        if action is None:
             await self.send_error("Unknown action.")
+            return
+        await action(self, data)
+
+    # --- actions from the page ------------------------------------------------------
 
     async def send_message(self, data: dict):
         text = await self.valid_text(data.get("message"))
-        if text is None:
+        model = text and await self.valid_model(data.get("model"))
+        if not model:
             return
-        model = await self.chat_model(data.get("model"))
-        if model is None:
-            await self.send_error("That model is not available. Pick one from the list.")
-            return
-        conversation = None
-        settings_data = None
+        conversation, settings_data = None, None
         if data.get("conversation"):
             conversation = await self.owned(data["conversation"])
             if conversation is None:
@@ -111,21 +90,13 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self.send_error(f"Check the settings: {form.error_text()}")
                 return
             settings_data = form.cleaned_data
-        key = await self.may_generate(conversation)
-        if key is False:
-            return
-        new = conversation is None
-        conversation = await generation.start(
-            user=self.user,
-            conversation=conversation,
-            model=model,
-            text=text,
-            api_key_id=key.pk if key else None,
-            channel_name=self.channel_name,
-            settings_data=settings_data,
-        )
-        self.watching.add(conversation.group_name)  # start() put this socket in the group
-        await self.send(fragments.accepted(conversation, new=new))
+        if admitted := await self.admit(conversation):
+            turn = await database_sync_to_async(turns.ask)(self.user, conversation, model, text, settings_data)
+            await self.launch(turn, admitted)
+            await self.send(fragments.accepted(turn.conversation, new=turn.new_conversation))
+
+    async def retry(self, data: dict):
+        await self.regenerate(data, retry=True)
 
     async def regenerate(self, data: dict, *, retry: bool = False):
         """A new version of the last answer shown. Retry is this, after a failure, with the
@@ -135,10 +106,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error("That answer was not found.")
             return
         conversation = answer.conversation
-        if await self.generating(conversation):
-            await self.send_error(BUSY)
+        # Busy first: while an answer streams, it is the last one, not this.
+        busy, last = await database_sync_to_async(lambda: (admission.busy(conversation), conversation.last_answer()))()
+        if busy:
+            await self.send_error(admission.BUSY)
             return
-        last = await database_sync_to_async(conversation.last_answer)()
         if retry and (not answer.retryable or last is None or answer.pk != last.pk):
             await self.send_error("Only the last answer can be retried, after it failed or was cut short.")
             return
@@ -148,18 +120,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if answer.parent_id is None:
             await self.send_error("That answer follows no question, so it can't be asked again.")
             return
-        model = await self.chat_model(data["model"]) if data.get("model") else await self.answer_model(answer)
-        if model is None:
+        if data.get("model"):
+            model = await self.valid_model(data["model"])
+        elif not (model := await self.answer_model(answer)):
             await self.send_error("That model is not available. Pick one from the list and try again.")
-            return
-        key = await self.may_generate(conversation)
-        if key is False:
-            return
-        await generation.regenerate(
-            user=self.user, answer=answer, model=model, api_key_id=key.pk if key else None,
-            channel_name=self.channel_name,
-        )
-        self.watching.add(conversation.group_name)
+        if model and (admitted := await self.admit(conversation)):
+            await self.launch(await database_sync_to_async(turns.regenerate)(answer, model), admitted)
 
     async def edit(self, data: dict):
         """A new version of one of the user's questions, and a fresh answer to it."""
@@ -168,21 +134,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error("That question was not found.")
             return
         text = await self.valid_text(data.get("text"))
-        if text is None:
-            return
-        model = await self.chat_model(data.get("model"))
-        if model is None:
-            await self.send_error("That model is not available. Pick one from the list.")
-            return
-        conversation = question.conversation
-        key = await self.may_generate(conversation)
-        if key is False:
-            return
-        await generation.edit(
-            user=self.user, question=question, text=text, model=model, api_key_id=key.pk if key else None,
-            channel_name=self.channel_name,
-        )
-        self.watching.add(conversation.group_name)
+        model = text and await self.valid_model(data.get("model"))
+        if model and (admitted := await self.admit(question.conversation)):
+            await self.launch(await database_sync_to_async(turns.edit)(question, text, model), admitted)
 
     async def select(self, data: dict):
         """Show another version of a message (the "‹ 2/3 ›" buttons), in every tab."""
@@ -191,18 +145,31 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error("That version was not found.")
             return
         conversation = message.conversation
-        if await self.generating(conversation):
-            await self.send_error(BUSY)
-            return
 
         @database_sync_to_async
-        def show():
+        def show() -> bool:
+            if admission.busy(conversation):
+                return False
             with transaction.atomic():
                 conversation.tree().show(message)
+            return True
 
-        await show()
+        if not await show():
+            await self.send_error(admission.BUSY)
+            return
         # Every tab showing the conversation (this one included) redraws its messages.
-        await self.channel_layer.group_send(conversation.group_name, {"type": "chat.thread", "conversation": conversation.pk})
+        await self.channel_layer.group_send(events.conversation_group(conversation.pk), events.thread(conversation.pk))
+
+    async def stop(self, data: dict):
+        conversation = await self.owned(data.get("conversation"))
+        if conversation is None:
+            await self.send_error("That conversation was not found.")
+            return
+        answer = await database_sync_to_async(conversation.generating_message)()
+        if answer is None:
+            await self.send_error("Nothing is being generated here.")
+            return
+        await generation.stop(answer.pk)  # wherever it runs; its end reaches every tab
 
     async def refresh_sidebar(self, data: dict):
         """The page's sidebar marks these conversations as generating: say how they are now.
@@ -218,6 +185,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if html:
             await self.send(html)
 
+    # --- checks and hand-offs -------------------------------------------------------
+
     async def valid_text(self, text) -> str | None:
         """The message's text, stripped, or None after saying what is wrong with it."""
         if not isinstance(text, str) or not text.strip():
@@ -232,58 +201,54 @@ class ChatConsumer(AsyncWebsocketConsumer):
             return None
         return text
 
-    async def may_generate(self, conversation: Conversation | None):
-        """Every check before a generation starts (nothing is stored before they pass):
-        nothing else generating here, the user's limits, a key, the budget.
+    async def valid_model(self, model_id) -> GatewayModel | None:
+        model = await self.chat_model(model_id)
+        if model is None:
+            await self.send_error("That model is not available. Pick one from the list.")
+        return model
 
-        Returns the user's ApiKey, None for the site's shared key, or False (refused, and
-        the reason already sent).
-        """
-        if conversation is not None and await self.generating(conversation):
-            await self.send_error(BUSY)
-            return False
-        if refusal := await database_sync_to_async(limits.refusal)(self.user):
-            await self.send_error(refusal)
-            return False
-        key = await database_sync_to_async(ApiKey.for_user)(self.user)
-        if key is None and not await database_sync_to_async(lambda: SiteSettings.load().fallback_allowed)():
+    async def admit(self, conversation: Conversation | None) -> admission.Admission | None:
+        """The admission if the user may generate now, or None after saying why not."""
+        admitted = await database_sync_to_async(admission.admit)(self.user, conversation)
+        if admitted.needs_key:
             await self.send(fragments.no_api_key())
-            return False
-        if budget := await self.budget_exceeded():
-            await self.send_error(budget.message)
-            return False
-        return key
+        elif admitted.refusal:
+            await self.send_error(admitted.refusal)
+        return admitted if admitted.admitted else None
 
-    async def stop(self, data: dict):
-        conversation = await self.owned(data.get("conversation"))
-        if conversation is None:
-            await self.send_error("That conversation was not found.")
-            return
-        answer = await database_sync_to_async(conversation.generating_message)()
-        if answer is None:
-            await self.send_error("Nothing is being generated here.")
-            return
-        await generation.stop(answer.pk)  # wherever it runs; its end reaches every tab
+    async def launch(self, turn: turns.NewTurn, admitted: admission.Admission):
+        await generation.launch(
+            turn, user_id=self.user.pk, api_key_id=admitted.api_key_id, channel_name=self.channel_name
+        )
+        self.watching.add(events.conversation_group(turn.conversation.pk))  # launch() put this socket in it
 
     async def resync(self, conversation: Conversation):
         """Bring a page that (re)connects up to date: the answer so far, then only later deltas."""
-        await database_sync_to_async(generation.sweep_orphans)(self.user.pk)
-        answer = await database_sync_to_async(conversation.generating_message)()
-        if answer is None:
-            answer = await database_sync_to_async(conversation.last_answer)()
+
+        @database_sync_to_async
+        def current_answer() -> Message | None:
+            generation.sweep_orphans(self.user.pk)
+            return conversation.generating_message() or conversation.last_answer()
+
+        answer = await current_answer()
         if answer is None:
             return
         if answer.is_streaming:
             # Ask the generation (in whichever process runs it) for its text so far;
-            # deltas that arrive meanwhile wait, and those the reply covers are dropped.
-            self.awaiting[answer.pk] = []
+            # deltas that arrive meanwhile are held, and those the reply covers dropped.
+            self.deltas.await_catch_up(answer.pk)
             await generation.request_snapshot(answer.pk, self.channel_name)
             self.deadline = asyncio.create_task(self.catch_up_deadline(answer.pk))
         else:
             # Finished while this page was away (or just now): show its final state.
             await self.send(await database_sync_to_async(fragments.done_for)(answer.pk))
 
-    # --- events from the groups -------------------------------------------------------
+    async def catch_up_deadline(self, answer_id: int):
+        await asyncio.sleep(settings.STREAM_CATCH_UP_TIMEOUT)
+        # Through the channel, so it is handled in turn with the other events.
+        await self.channel_layer.send(self.channel_name, events.catch_up_timeout(answer_id))
+
+    # --- events from the groups (events.py) -------------------------------------------
 
     async def dispatch(self, message):
         # Channels closes stale database connections (a hop to a thread) before every
@@ -294,71 +259,57 @@ class ChatConsumer(AsyncWebsocketConsumer):
         else:
             await super().dispatch(message)
 
-    async def chat_turn(self, event):
-        if event.get("thread"):
+    async def chat_turn(self, event: events.Turn):
+        if event["thread"]:
             # A new version: the messages shown are redrawn, the new answer empty.
             html = await database_sync_to_async(fragments.thread_for)(event["conversation"], event["answer"])
         else:
             html = await database_sync_to_async(fragments.turn_for)(
-                event["question"], event["answer"], event["model_name"], event.get("previous")
+                event["question"], event["answer"], event["model_name"], event["previous"]
             )
-        self.shown_seq[event["answer"]] = 0
+        self.deltas.started(event["answer"])
         await self.send(html)
 
-    async def chat_thread(self, event):
+    async def chat_thread(self, event: events.Thread):
         """Another version was picked (in this tab or another): redraw the messages shown."""
         await self.send(await database_sync_to_async(fragments.thread_for)(event["conversation"]))
 
-    async def chat_status(self, event):
+    async def chat_status(self, event: events.Status):
         await self.send(fragments.status(event["message"], event["text"]))
 
-    async def chat_delta(self, event):
-        answer_id = event["message"]
-        if answer_id in self.awaiting:
-            self.awaiting[answer_id].append(event)
-            return
-        if event["seq"] <= self.shown_seq.get(answer_id, 0):
-            return  # already part of this socket's catch-up
-        self.shown_seq[answer_id] = event["seq"]
-        await self.send(fragments.delta(event))
+    async def chat_delta(self, event: events.Delta):
+        if self.deltas.delta(event) is not None:
+            await self.send(fragments.delta(event))
 
-    async def chat_catch_up(self, event):
-        answer_id = event["message"]
-        waiting = self.awaiting.pop(answer_id, None)
-        if waiting is None:
+    async def chat_catch_up(self, event: events.CatchUp):
+        later = self.deltas.caught_up(event)
+        if later is None:
             return  # not asked for, or already given up on
-        self.shown_seq[answer_id] = event["seq"]
-        await self.send(fragments.catch_up(answer_id, event["answer"], event["thinking"]))
-        for delta in sorted(waiting, key=lambda d: d["seq"]):
-            await self.chat_delta(delta)
+        await self.send(fragments.catch_up(event["message"], event["answer"], event["thinking"]))
+        for delta in later:
+            await self.send(fragments.delta(delta))
 
-    async def catch_up_deadline(self, answer_id: int):
-        await asyncio.sleep(settings.STREAM_CATCH_UP_TIMEOUT)
-        # Through the channel, so it is handled in turn with the other events.
-        await self.channel_layer.send(self.channel_name, {"type": "chat.catch_up_timeout", "message": answer_id})
-
-    async def chat_catch_up_timeout(self, event):
+    async def chat_catch_up_timeout(self, event: events.CatchUpTimeout):
         """No generation answered: it has just ended, or its process died. Show what is stored."""
-        if self.awaiting.pop(event["message"], None) is not None:
+        if self.deltas.give_up(event["message"]):
             await database_sync_to_async(generation.sweep_orphans)(self.user.pk)
             await self.send(await database_sync_to_async(fragments.done_for)(event["message"]))
 
-    async def chat_done(self, event):
-        self.awaiting.pop(event["message"], None)
-        self.shown_seq.pop(event["message"], None)
+    async def chat_done(self, event: events.Done):
+        self.deltas.forget(event["message"])
         # Rendering a long answer's markdown takes a while: not on the event loop.
         await self.send(await database_sync_to_async(fragments.done_for)(event["message"]))
 
-    async def sidebar_remove(self, event):
+    async def sidebar_remove(self, event: events.SidebarRemove):
         """A conversation was deleted (maybe in another tab): out of the sidebar."""
         await self.send(fragments.sidebar_remove(event["conversation"]))
 
-    async def sidebar_update(self, event):
+    async def sidebar_update(self, event: events.SidebarUpdate):
         # The socket that started a new conversation already added it to its sidebar.
-        prepend = event.get("new") and event.get("origin") != self.channel_name
+        prepend = event.get("new", False) and event.get("origin") != self.channel_name
         await self.send(await database_sync_to_async(fragments.sidebar_item_for)(event["conversation"], prepend))
 
-    # --- helpers ----------------------------------------------------------------------
+    # --- the user's own objects -------------------------------------------------------
 
     async def watch(self, group: str):
         await self.channel_layer.group_add(group, self.channel_name)
@@ -366,18 +317,6 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def send_error(self, text: str):
         await self.send(fragments.error(text))
-
-    async def budget_exceeded(self) -> budgets.BudgetState | None:
-        """The user's budget state if this month's budget is spent: no new generation then.
-
-        One already running is not stopped: it finishes and its cost is recorded.
-        """
-        state = await database_sync_to_async(budgets.state)(self.user)
-        return state if state.exceeded else None
-
-    async def generating(self, conversation: Conversation) -> bool:
-        await database_sync_to_async(generation.sweep_orphans)(self.user.pk)
-        return await database_sync_to_async(conversation.generating_message)() is not None
 
     @database_sync_to_async
     def owned(self, conversation_id) -> Conversation | None:
@@ -408,3 +347,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def answer_model(self, answer: Message) -> GatewayModel | None:
         return GatewayModel.for_chat().filter(service_name=answer.service_name, model_name=answer.model_name).first()
+
+
+# What the page can ask for ({"action": ...}; a message without one is "send").
+ACTIONS = {
+    "send": ChatConsumer.send_message,
+    "stop": ChatConsumer.stop,
+    "retry": ChatConsumer.retry,
+    "regenerate": ChatConsumer.regenerate,
+    "edit": ChatConsumer.edit,
+    "select": ChatConsumer.select,
+    "sidebar": ChatConsumer.refresh_sidebar,
+}

@@ -1,26 +1,24 @@
-"""The life of one generation, from the user's message to the stored answer.
+"""The relay: one task per answer, from the gateway's stream to every socket showing it.
 
-`start()` (a new turn), `regenerate()` (a fresh answer to the same question: a new
-version of the answer; Retry after a failure is the same thing) and `edit()` (a new
-version of a question, then a fresh answer to it) store an empty answer with status
-streaming, then relay the gateway's answer in a task of its own, so the consumer that
-called them stays free to take a Stop. The task
+`launch()` takes a stored turn (see turns.py) and starts a `Generation`, which owns the
+answer until it ends. Its task
 
 1. reads the stream through the gateway adapter (retrying with backoff while nothing
-   has arrived, never after) and keeps answer and thinking in memory;
+   has arrived, never after) and keeps answer and thinking in memory (`Texts`);
 2. coalesces the text that arrives into numbered deltas and sends each to the
    conversation's Channels group (the first chunk after a quiet spell goes at once, later
    ones wait at most STREAM_FLUSH_INTERVAL), where every socket showing the conversation
-   turns it into an htmx swap;
+   turns it into an htmx swap (consumer.py, fragments.py);
 3. checkpoints the text to the database about once a second, never once per chunk, and
    touches the answer every few seconds of silence so other processes can tell it lives;
-4. ends with the text, the status, the images and the CostLog row in one transaction,
-   then tells the group the answer is done.
+4. ends with the text and status, and the ledger's writes (costs/ledger.py `settle`),
+   in one transaction, then tells the group the answer is done.
 
 Image models (streaming off) go through the same task: the gateway's whole answer
 arrives at once from POST /generate (the page shows a progress indicator meanwhile),
-its images are checked by their bytes and stored as Attachments, and Stop, retries,
-faults and the ledger work as for a stream.
+its images are checked by their bytes, and Stop, retries, faults and the ledger work as
+for a stream. Stop and catch-up requests reach a generation through its control group
+(events.py), from a socket in any process.
 """
 
 from __future__ import annotations
@@ -28,9 +26,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
 from datetime import timedelta
-from decimal import Decimal
+from typing import NamedTuple
 
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
@@ -39,16 +36,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from conversations import gateway, images
+from conversations.costs import ledger
+from conversations.costs.money import jsonable
 from conversations.keys import vault
-from conversations.models import (
-    ApiKey,
-    Attachment,
-    Conversation,
-    CostLog,
-    GatewayModel,
-    Message,
-    SiteSettings,
-)
+from conversations.models import ApiKey, Message
+from conversations.relay import events
+from conversations.relay.turns import NewTurn
 
 log = logging.getLogger(__name__)
 
@@ -58,58 +51,143 @@ _running: dict[int, Generation] = {}
 
 # Failures worth retrying automatically, as long as nothing has arrived yet.
 RETRYABLE = {"connect", "timeout", "server"}
+# Failures after part of an answer arrived: it is kept, marked interrupted.
+CUT_SHORT = {"cut", "incomplete", "timeout", "stream_error"}
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    """What a socket that joins mid-answer shows before it applies later deltas."""
+class Snapshot(NamedTuple):
+    """What the deltas so far add up to: a socket that joins mid-answer shows this first."""
 
-    seq: int
+    seq: int  # the number of the last delta in it
     answer: str
     thinking: str
 
 
+class Texts:
+    """One answer's text and thinking: what left as numbered deltas, and what waits."""
+
+    def __init__(self) -> None:
+        self.seq = 0  # number of the last delta taken
+        self._answer: list[str] = []
+        self._thinking: list[str] = []
+        self._pending_answer: list[str] = []
+        self._pending_thinking: list[str] = []
+
+    def add(self, name: str, text: str) -> None:
+        (self._pending_thinking if name == "thinking" else self._pending_answer).append(text)
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending_answer or self._pending_thinking)
+
+    def take(self) -> tuple[int, str, str] | None:
+        """Everything that arrived since the last call, as one delta (seq, answer, thinking)."""
+        if not self.pending:
+            return None
+        answer, thinking = "".join(self._pending_answer), "".join(self._pending_thinking)
+        self._pending_answer.clear()
+        self._pending_thinking.clear()
+        if answer:
+            self._answer.append(answer)
+        if thinking:
+            self._thinking.append(thinking)
+        self.seq += 1
+        return self.seq, answer, thinking
+
+    def sent(self) -> Snapshot:
+        return Snapshot(self.seq, "".join(self._answer), "".join(self._thinking))
+
+    def whole(self) -> tuple[str, str]:
+        """Answer and thinking, pending text included: what the database gets."""
+        return "".join(self._answer + self._pending_answer), "".join(self._thinking + self._pending_thinking)
+
+    @property
+    def has_answer(self) -> bool:
+        return bool(self._answer or self._pending_answer)
+
+    @property
+    def has_any(self) -> bool:
+        return self.has_answer or bool(self._thinking or self._pending_thinking)
+
+
+class Outcome(NamedTuple):
+    status: str
+    error: str  # for the user
+    error_kind: str
+
+
+def outcome(
+    *,
+    final: gateway.Final | None,
+    stopped: bool,
+    error: BaseException | None,
+    streaming: bool,
+    texts: Texts,
+    got_images: bool,
+    image_errors: list[str],
+) -> Outcome:
+    """How an answer ended, from what its reader got: the final chunk, a Stop, or an error."""
+    if final is not None:
+        got_something = got_images or texts.has_answer
+        if image_errors:
+            # Paid for, so the ledger row stays; what was refused is said.
+            status = Message.Status.COMPLETE if got_something else Message.Status.FAILED
+            return Outcome(status, " ".join(image_errors), "image")
+        if not streaming and not got_something:
+            return Outcome(Message.Status.FAILED, "The gateway's answer had no text and no image.", "empty")
+        return Outcome(Message.Status.COMPLETE, "", "")
+    if stopped:
+        return Outcome(Message.Status.STOPPED, "", "")
+    if error is None:  # the adapter raises when no final chunk came; be safe anyway
+        error = gateway.GatewayError("incomplete", "The gateway's answer ended before it was complete.")
+    if isinstance(error, (ApiKey.DoesNotExist, vault.UndecryptableKey)):
+        return Outcome(
+            Message.Status.FAILED, "Your API key could not be read. Add it again on the API keys page.", "key_refused"
+        )
+    if not isinstance(error, gateway.GatewayError):
+        return Outcome(Message.Status.FAILED, "Something went wrong while reading the gateway's answer.", "")
+    if texts.has_any and error.kind in CUT_SHORT:
+        # Part of an answer: kept, marked interrupted, a fresh one offered.
+        return Outcome(Message.Status.INTERRUPTED, error.message, error.kind)
+    return Outcome(Message.Status.FAILED, error.message, error.kind)
+
+
 class Generation:
     def __init__(self, answer: Message, body: dict, user_id: int, api_key_id: int | None, streaming: bool = True):
-        self.streaming = streaming  # False: an image model, answering through /generate
+        self.answer = answer  # the row as stored when the turn began
         self.message_id = answer.pk
-        self.conversation_id = answer.conversation_id
-        self.user_id = user_id
-        self.service_name = answer.service_name
-        self.model_name = answer.model_name
-        self.group = Conversation.group_name_for(answer.conversation_id)
+        self.group = events.conversation_group(answer.conversation_id)
         self.body = body
+        self.user_id = user_id
         self.api_key_id = api_key_id  # the user's ApiKey, or None for the site's shared key
+        self.streaming = streaming  # False: an image model, answering through /generate
         self.layer = get_channel_layer()
 
+        self.texts = Texts()
         self.received = False  # anything arrived: from now on, never retry silently
-        self.seq = 0  # number of the last delta sent
-        self.answer: list[str] = []  # text already sent as deltas
-        self.thinking: list[str] = []
-        self._pending_answer: list[str] = []  # arrived, not sent yet
-        self._pending_thinking: list[str] = []
+        self.final: gateway.Final | None = None
+        self.extras: list[dict] = []
+        self.skipped = 0
+        self.images: list[images.CheckedImage] = []  # checked, stored when the answer ends
+        self.image_errors: list[str] = []
+
+        self.started = time.monotonic()
+        self.first_chunk_after: float | None = None  # seconds from the start
+        self._thinking_started: float | None = None
+        self.thinking_seconds: float | None = None
+        self._thinking_seconds_sent = False
         self._status_shown = False
         self._wake = asyncio.Event()
         self._reading = True
         self._stop_requested = False
-
-        self.final: gateway.Final | None = None
-        self.extras: list[dict] = []
-        self.skipped = 0
-        self._thinking_started: float | None = None
-        self.thinking_seconds: float | None = None
-        self._thinking_seconds_sent = False
-        self.images: list[images.CheckedImage] = []  # checked, stored when the answer ends
-        self.image_errors: list[str] = []
-
         self._reader: asyncio.Task | None = None
         self.task: asyncio.Task | None = None
         self.channel = ""  # this generation's own channel, for stop and snapshot requests
 
-    # --- what the consumer calls ---------------------------------------------------
+    # --- what other sockets ask, through the control group --------------------------
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(self.seq, "".join(self.answer), "".join(self.thinking))
+        return self.texts.sent()
 
     def stop(self) -> None:
         """Cancel the gateway request (once: a double cancel can leak a connection)."""
@@ -117,94 +195,62 @@ class Generation:
             self._stop_requested = True
             self._reader.cancel()
 
-    async def _listen(self, channel: str) -> None:
-        """Requests from sockets in any process: stop, and "what have you got so far?"."""
-        while True:
-            event = await self.layer.receive(channel)
-            if event["type"] == "generation.stop":
-                self.stop()
-            elif event["type"] == "generation.snapshot":
-                snapshot = self.snapshot()
-                await self.layer.send(
-                    event["reply_to"],
-                    {
-                        "type": "chat.catch_up",
-                        "message": self.message_id,
-                        "seq": snapshot.seq,
-                        "answer": snapshot.answer,
-                        "thinking": snapshot.thinking,
-                    },
-                )
-
-    # --- the task ------------------------------------------------------------------
-
     async def listen_for_control(self) -> None:
         """Join the control group before the turn is announced, so no request is missed."""
         self.channel = await self.layer.new_channel()
-        await self.layer.group_add(control_group(self.message_id), self.channel)
+        await self.layer.group_add(events.control_group(self.message_id), self.channel)
+
+    async def _listen(self) -> None:
+        while True:
+            event = await self.layer.receive(self.channel)
+            if event["type"] == "generation.stop":
+                self.stop()
+            elif event["type"] == "generation.snapshot":
+                await self.layer.send(event["reply_to"], events.catch_up(self.message_id, *self.snapshot()))
+
+    # --- the task ------------------------------------------------------------------
 
     async def run(self) -> None:
-        listener = asyncio.create_task(self._listen(self.channel))
+        listener = asyncio.create_task(self._listen())
         try:
             self._reader = asyncio.create_task(self._read())
             sender = asyncio.create_task(self._send_loop())
             await asyncio.wait([self._reader])
-            status, error, error_kind = self._outcome()
+            stopped = self._reader.cancelled()
+            error = None if stopped else self._reader.exception()
+            if error is not None and not isinstance(error, gateway.GatewayError):
+                log.error("Generation %s: %s", self.message_id, error, exc_info=error)
+            end = outcome(
+                final=self.final,
+                stopped=stopped,
+                error=error,
+                streaming=self.streaming,
+                texts=self.texts,
+                got_images=bool(self.images),
+                image_errors=self.image_errors,
+            )
             self._reading = False
             self._wake.set()
             await sender
-            await self._save_end(status, error, error_kind)
+            await self._save_end(end)
         except Exception:
             log.exception("Generation %s failed unexpectedly", self.message_id)
-            await self._save_end(Message.Status.FAILED, "Something went wrong while relaying the answer.", "")
+            end = Outcome(Message.Status.FAILED, "Something went wrong while relaying the answer.", "")
+            await self._save_end(end)
         finally:
             listener.cancel()
-            await self.layer.group_discard(control_group(self.message_id), self.channel)
+            await self.layer.group_discard(events.control_group(self.message_id), self.channel)
             _running.pop(self.message_id, None)
-            await self.layer.group_send(self.group, {"type": "chat.done", "message": self.message_id})
+            await self.layer.group_send(self.group, events.done(self.message_id))
             await self.layer.group_send(
-                Conversation.user_group_name(self.user_id),
-                {"type": "sidebar.update", "conversation": self.conversation_id},
+                events.user_group(self.user_id), events.sidebar_update(self.answer.conversation_id)
             )
-
-    def _outcome(self) -> tuple[str, str, str]:
-        """The answer's status, error text and error kind, from how the reader ended."""
-        if self.final is not None:
-            got_something = bool(self.images or self.answer or self._pending_answer)
-            if self.image_errors:
-                # Paid for, so the ledger row stays; what was refused is said.
-                status = Message.Status.COMPLETE if got_something else Message.Status.FAILED
-                return status, " ".join(self.image_errors), "image"
-            if not self.streaming and not got_something:
-                return Message.Status.FAILED, "The gateway's answer had no text and no image.", "empty"
-            return Message.Status.COMPLETE, "", ""
-        if self._reader.cancelled():
-            return Message.Status.STOPPED, "", ""
-        exc = self._reader.exception()
-        if exc is None:  # the adapter raises when no final chunk came; be safe anyway
-            exc = gateway.GatewayError("incomplete", "The gateway's answer ended before it was complete.")
-        if isinstance(exc, (ApiKey.DoesNotExist, vault.UndecryptableKey)):
-            log.error("Generation %s: %s", self.message_id, exc)
-            return Message.Status.FAILED, "Your API key could not be read. Add it again on the API keys page.", "key_refused"
-        if not isinstance(exc, gateway.GatewayError):
-            log.error("Generation %s: unexpected error", self.message_id, exc_info=exc)
-            return Message.Status.FAILED, "Something went wrong while reading the gateway's answer.", ""
-        got_text = bool(self.answer or self._pending_answer or self.thinking or self._pending_thinking)
-        if got_text and exc.kind in ("cut", "incomplete", "timeout", "stream_error"):
-            # Part of an answer: kept, marked incomplete, a fresh one offered.
-            return Message.Status.INTERRUPTED, exc.message, exc.kind
-        return Message.Status.FAILED, exc.message, exc.kind
-
-    @database_sync_to_async
-    def _reveal_key(self) -> str:
-        """Decrypted here, at the last moment, and held only by the request."""
-        if self.api_key_id is None:
-            return SiteSettings.load().shared_key()
-        return ApiKey.objects.get(pk=self.api_key_id, user_id=self.user_id).reveal()
+        self._log_end(end)
 
     async def _read(self) -> None:
         client = gateway.get_client(gateway.default_timeout(read=settings.UPSTREAM_READ_TIMEOUT))
-        api_key = await self._reveal_key()
+        # Decrypted here, at the last moment, and held only by the request.
+        api_key = await database_sync_to_async(ApiKey.secret_for)(self.user_id, self.api_key_id)
         attempts = settings.UPSTREAM_RETRIES + 1
         for attempt in range(1, attempts + 1):
             try:
@@ -219,26 +265,33 @@ class Generation:
                 if self.received or exc.kind not in RETRYABLE or attempt == attempts:
                     raise
                 delay = settings.UPSTREAM_RETRY_BACKOFF * 2 ** (attempt - 1)
+                log.warning(
+                    "Generation %s: %s; retrying in %g s (attempt %d of %d)",
+                    self.message_id, exc.kind, delay, attempt + 1, attempts,
+                )  # fmt: skip
                 await self._show_status(
                     f"{exc.message} Trying again in {delay:g} s (attempt {attempt + 1} of {attempts})."
                 )
                 await asyncio.sleep(delay)
+
+    def _arrived(self) -> None:
+        if not self.received:
+            self.received = True
+            self.first_chunk_after = time.monotonic() - self.started
 
     async def _read_stream(self, client, api_key: str) -> None:
         stream = gateway.stream_generate(
             base_url=settings.UPSTREAM_BASE_URL, api_key=api_key, body=self.body, client=client
         )
         async for item in stream:
-            self.received = True
+            self._arrived()
             if isinstance(item, gateway.Delta):
                 if item.name == "thinking":
                     if self._thinking_started is None:
                         self._thinking_started = time.monotonic()
-                    self._pending_thinking.append(item.text)
-                else:
-                    if self._thinking_started is not None and self.thinking_seconds is None:
-                        self.thinking_seconds = round(time.monotonic() - self._thinking_started, 1)
-                    self._pending_answer.append(item.text)
+                elif self._thinking_started is not None and self.thinking_seconds is None:
+                    self.thinking_seconds = round(time.monotonic() - self._thinking_started, 1)
+                self.texts.add(item.name, item.text)
                 self._wake.set()
             elif isinstance(item, gateway.Final):
                 self.final = item
@@ -257,13 +310,13 @@ class Generation:
             # base64 takes 4/3 of the bytes; room for several images and some text.
             max_bytes=settings.MAX_IMAGE_BYTES * 6 + 1_048_576,
         )
-        self.received = True
+        self._arrived()
         self.final = result.final  # paid for: the ledger row is written whatever follows
         self.extras.extend(result.extras)
         if result.thinking:
-            self._pending_thinking.append(result.thinking)
+            self.texts.add("thinking", result.thinking)
         if result.text:
-            self._pending_answer.append(result.text)
+            self.texts.add("output", result.text)
         self._wake.set()
         for image in result.images:
             await self._take_image(image, client)
@@ -276,7 +329,7 @@ class Generation:
         data = image.data
         if image.url:
             try:
-                data, _ = await gateway.fetch_image(
+                data, _ = await images.fetch(
                     image.url, client=client, max_bytes=settings.MAX_IMAGE_BYTES, timeout=settings.IMAGE_FETCH_TIMEOUT
                 )
             except gateway.GatewayError as exc:
@@ -291,7 +344,7 @@ class Generation:
 
     async def _show_status(self, text: str) -> None:
         self._status_shown = True
-        await self.layer.group_send(self.group, {"type": "chat.status", "message": self.message_id, "text": text})
+        await self.layer.group_send(self.group, events.status(self.message_id, text))
 
     async def _send_loop(self) -> None:
         last_checkpoint = time.monotonic()
@@ -318,24 +371,10 @@ class Generation:
             await asyncio.sleep(settings.STREAM_FLUSH_INTERVAL)
 
     async def _flush(self) -> bool:
-        if not (self._pending_answer or self._pending_thinking):
+        taken = self.texts.take()
+        if taken is None:
             return False
-        answer = "".join(self._pending_answer)
-        thinking = "".join(self._pending_thinking)
-        self._pending_answer.clear()
-        self._pending_thinking.clear()
-        if answer:
-            self.answer.append(answer)
-        if thinking:
-            self.thinking.append(thinking)
-        self.seq += 1
-        event = {
-            "type": "chat.delta",
-            "message": self.message_id,
-            "seq": self.seq,
-            "answer": answer,
-            "thinking": thinking,
-        }
+        event = events.delta(self.message_id, *taken)
         if self.thinking_seconds is not None and not self._thinking_seconds_sent:
             event["thinking_seconds"] = self.thinking_seconds
             self._thinking_seconds_sent = True
@@ -345,118 +384,103 @@ class Generation:
         await self.layer.group_send(self.group, event)
         return True
 
-    def _texts(self) -> tuple[str, str]:
-        return (
-            "".join(self.answer) + "".join(self._pending_answer),
-            "".join(self.thinking) + "".join(self._pending_thinking),
-        )
-
     @database_sync_to_async
     def _checkpoint(self) -> None:
-        answer, thinking = self._texts()
-        Message.objects.filter(pk=self.message_id).update(
-            content=answer, thinking=thinking, updated_at=timezone.now()
-        )
+        answer, thinking = self.texts.whole()
+        Message.objects.filter(pk=self.message_id).update(content=answer, thinking=thinking, updated_at=timezone.now())
 
     @database_sync_to_async
-    def _save_end(self, status: str, error: str, error_kind: str) -> None:
-        answer, thinking = self._texts()
+    def _save_end(self, end: Outcome) -> None:
+        answer, thinking = self.texts.whole()
         if self._thinking_started is not None and self.thinking_seconds is None:
             # Thought until the end: it never got to an answer.
             self.thinking_seconds = round(time.monotonic() - self._thinking_started, 1)
-        final = self.final
         # Files first (a failed transaction leaves a file behind, never a row without one).
         stored = [(image, images.store(image, self.user_id)) for image in self.images]
         with transaction.atomic():
-            Attachment.objects.bulk_create(
-                Attachment(
-                    message_id=self.message_id,
-                    file=name,
-                    mime_type=image.mime_type,
-                    size=image.size,
-                    width=image.width,
-                    height=image.height,
-                    source=image.source,
-                    source_url=image.source_url[:2000],
-                )
-                for image, name in stored
-            )
             Message.objects.filter(pk=self.message_id).update(
                 content=answer,
                 thinking=thinking,
-                status=status,
-                error=error,
-                error_kind=error_kind,
+                status=end.status,
+                error=end.error,
+                error_kind=end.error_kind,
                 thinking_seconds=self.thinking_seconds,
-                warnings=final.warnings if final else [],
-                extras=_jsonable(self.extras),
+                warnings=self.final.warnings if self.final else [],
+                extras=jsonable(self.extras),
                 skipped_lines=self.skipped,
                 updated_at=timezone.now(),
             )
-            if self.api_key_id is not None:
-                self._record_key_use(error_kind)
-            if final is not None:
-                CostLog.objects.create(
-                    user_id=self.user_id,
-                    conversation_id=self.conversation_id,
-                    message_id=self.message_id,
-                    service_name=self.service_name,
-                    model_name=self.model_name,
-                    input_tokens=final.input_tokens,
-                    output_tokens=final.output_tokens,
-                    total_tokens=final.total_tokens,
-                    cost_input=final.cost_input,
-                    cost_output=final.cost_output,
-                    cost_total=final.cost_total,
-                    warnings=final.warnings,
-                    final_chunk=_jsonable(final.raw),
-                )
+            ledger.settle(
+                self.answer,
+                final=self.final,
+                images=stored,
+                api_key_id=self.api_key_id,
+                key_refused=end.error_kind == "key_refused",
+                gateway_answered=self.received,
+            )
 
-    def _record_key_use(self, error_kind: str) -> None:
-        """When the key was last used, and whether the gateway refused it (until it works again)."""
-        now = timezone.now()
-        changes = {"last_used_at": now}
-        if error_kind == "key_refused":
-            changes["refused_at"] = now
-        elif self.received:
-            changes["refused_at"] = None
-        ApiKey.objects.filter(pk=self.api_key_id).update(**changes)
-
-
-def _jsonable(value):
-    """Decimals as exact strings, so JSONField keeps every digit the gateway sent."""
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_jsonable(v) for v in value]
-    return value
+    def _log_end(self, end: Outcome) -> None:
+        """One line per answer, for operators: what, how it ended, what it cost, how fast."""
+        final = self.final
+        first = f"{self.first_chunk_after * 1000:.0f} ms" if self.first_chunk_after is not None else "-"
+        log.info(
+            "answer=%s model=%s/%s status=%s error_kind=%s tokens=%s cost=%s duration=%.2fs first_chunk=%s",
+            self.message_id, self.answer.service_name, self.answer.model_name, end.status, end.error_kind or "-",
+            final.total_tokens if final else "-",
+            format(final.cost_total, "f") if final and final.cost_total is not None else "-",
+            time.monotonic() - self.started, first,
+        )  # fmt: skip
 
 
 # --- what the consumer and the views call ------------------------------------------
 
 
-def control_group(message_id: int) -> str:
-    """The group a running generation listens on, in whichever process runs it."""
-    return f"generation-{message_id}"
+async def launch(turn: NewTurn, *, user_id: int, api_key_id: int | None, channel_name: str) -> Generation:
+    """Tell the conversation's group about the stored turn, then relay its answer in a task.
 
-
-def running(message_id: int) -> Generation | None:
-    """The generation if this process runs it (tests and the benchmark look inside)."""
-    return _running.get(message_id)
-
-
-async def stop(message_id: int) -> None:
-    """Ask the generation to stop, wherever it runs."""
-    await get_channel_layer().group_send(control_group(message_id), {"type": "generation.stop"})
-
-
-async def request_snapshot(message_id: int, reply_to: str) -> None:
-    """Ask the generation for its text so far; it answers `reply_to` with chat.catch_up."""
-    await get_channel_layer().group_send(
-        control_group(message_id), {"type": "generation.snapshot", "reply_to": reply_to}
+    `channel_name` (the calling socket) joins the group first, so it sees the turn and
+    every delta in order. `api_key_id` is the user's key to send, or None for the site's.
+    """
+    answer, conversation = turn.answer, turn.conversation
+    generation = Generation(answer, turn.request_body(), user_id, api_key_id, streaming=turn.model.streaming)
+    _running[answer.pk] = generation
+    await generation.listen_for_control()
+    layer = get_channel_layer()
+    group = events.conversation_group(conversation.pk)
+    await layer.group_add(group, channel_name)
+    # Sent before the task exists, so no delta can overtake it.
+    await layer.group_send(
+        group,
+        events.turn(
+            conversation=conversation.pk,
+            question=turn.question.pk,
+            answer=answer.pk,
+            model_name=answer.model_name,
+            thread=turn.redraw,
+            previous=turn.previous,
+        ),
     )
+    await layer.group_send(
+        events.user_group(user_id),
+        events.sidebar_update(conversation.pk, new=turn.new_conversation, origin=channel_name),
+    )
+    generation.task = asyncio.create_task(generation.run())
+    return generation
+
+
+def running(answer_id: int) -> Generation | None:
+    """The generation if this process runs it (tests and the benchmark look inside)."""
+    return _running.get(answer_id)
+
+
+async def stop(answer_id: int) -> None:
+    """Ask the generation to stop, wherever it runs."""
+    await get_channel_layer().group_send(events.control_group(answer_id), events.stop())
+
+
+async def request_snapshot(answer_id: int, reply_to: str) -> None:
+    """Ask the generation for its text so far; it answers `reply_to` with chat.catch_up."""
+    await get_channel_layer().group_send(events.control_group(answer_id), events.snapshot_request(reply_to))
 
 
 RESTART_ERROR = "The server restarted while this answer was being generated; the text above is what had arrived."
@@ -477,170 +501,3 @@ def sweep_orphans(user_id: int) -> int:
     return orphans.update(
         status=Message.Status.INTERRUPTED, error=RESTART_ERROR, error_kind="restart", updated_at=timezone.now()
     )
-
-
-@database_sync_to_async
-def _store_turn(user, conversation: Conversation | None, model: GatewayModel, text: str, settings_data: dict | None):
-    """Save the user's message and the empty answer before the gateway is called.
-
-    The question follows the last message shown; `settings_data` (cleaned by
-    forms.SettingsForm) are a new conversation's settings.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        if conversation is None:
-            conversation = Conversation(user=user, title=Conversation.title_from(text), model=model, created_at=now,
-                                        updated_at=now)
-            for field, value in (settings_data or {}).items():
-                setattr(conversation, field, value)
-            conversation.save()
-            parent = None
-        else:
-            conversation.model = model
-            conversation.updated_at = now
-            fields = ["model", "updated_at"]
-            if not conversation.title:
-                conversation.title = Conversation.title_from(text)
-                fields.append("title")
-            conversation.save(update_fields=fields)
-            parent = conversation.leaf()
-        question = Message(conversation=conversation, parent=parent, role=Message.Role.USER, content=text, created_at=now)
-        question.save(append=False)
-        answer = _new_answer(conversation, question, model, now)
-        history = conversation.history(before=question)
-    return conversation, question, answer, history, parent.pk if parent else None
-
-
-@database_sync_to_async
-def _store_regenerate(answer: Message, model: GatewayModel):
-    """A new version of `answer`: a sibling of it, shown from now on."""
-    now = timezone.now()
-    with transaction.atomic():
-        conversation = Conversation.objects.get(pk=answer.conversation_id)
-        question = answer.question()
-        fresh = _new_answer(conversation, question, model, now)
-        conversation.model = model
-        conversation.updated_at = now
-        conversation.save(update_fields=["model", "updated_at"])
-        history = conversation.history(before=question)
-    return conversation, question, fresh, history
-
-
-@database_sync_to_async
-def _store_edit(question: Message, text: str, model: GatewayModel):
-    """A new version of `question` (a sibling of it, shown from now on) and an empty answer to it."""
-    now = timezone.now()
-    with transaction.atomic():
-        conversation = Conversation.objects.get(pk=question.conversation_id)
-        edited = Message(
-            conversation=conversation, parent_id=question.parent_id, role=Message.Role.USER, content=text, created_at=now
-        )
-        edited.save(append=False)
-        # Its branch is the one shown now, up to the first question.
-        conversation.tree().show(edited)
-        answer = _new_answer(conversation, edited, model, now)
-        conversation.model = model
-        conversation.updated_at = now
-        conversation.save(update_fields=["model", "updated_at"])
-        history = conversation.history(before=edited)
-    return conversation, edited, answer, history
-
-
-def _new_answer(conversation: Conversation, question: Message, model: GatewayModel, now) -> Message:
-    answer = Message(
-        conversation=conversation,
-        parent=question,
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.STREAMING,
-        service_name=model.service_name,
-        model_name=model.model_name,
-        created_at=now,
-    )
-    answer.save(append=False)
-    return answer
-
-
-async def start(
-    *,
-    user,
-    conversation: Conversation | None,
-    model: GatewayModel,
-    text: str,
-    api_key_id: int | None,
-    channel_name: str,
-    settings_data: dict | None = None,
-) -> Conversation:
-    """Store the turn, tell the group about it, and relay the answer in its own task.
-
-    `conversation` is None for a new chat (then `settings_data` are its settings);
-    `channel_name` (the calling socket) joins the conversation's group first, so it sees
-    the turn and every delta in order. `api_key_id` is the user's key to send, or None
-    for the site's shared key.
-    """
-    new = conversation is None
-    conversation, question, answer, history, previous = await _store_turn(user, conversation, model, text, settings_data)
-    await _launch(user, conversation, question, answer, history, model, api_key_id, channel_name, new=new,
-                  previous=previous)
-    return conversation
-
-
-async def regenerate(*, user, answer: Message, model: GatewayModel, api_key_id: int | None, channel_name: str) -> None:
-    """A fresh answer to the question `answer` answered, as a new version of it: the old
-    one is kept as it is (the page shows "‹ 2/2 ›"). Retry after a failure is this."""
-    conversation, question, fresh, history = await _store_regenerate(answer, model)
-    await _launch(user, conversation, question, fresh, history, model, api_key_id, channel_name, new=False,
-                  thread=True)
-
-
-async def retry(*, user, answer: Message, model: GatewayModel, api_key_id: int | None, channel_name: str) -> None:
-    """A fresh answer after a failed or interrupted one: a regeneration."""
-    await regenerate(user=user, answer=answer, model=model, api_key_id=api_key_id, channel_name=channel_name)
-
-
-async def edit(*, user, question: Message, text: str, model: GatewayModel, api_key_id: int | None,
-               channel_name: str) -> None:
-    """A new version of `question` with `text`, and a fresh answer to it; the old question
-    and everything after it are kept as the other version."""
-    conversation, edited, answer, history = await _store_edit(question, text, model)
-    await _launch(user, conversation, edited, answer, history, model, api_key_id, channel_name, new=False,
-                  thread=True)
-
-
-async def _launch(user, conversation, question, answer, history, model, api_key_id, channel_name, *, new,
-                  thread=False, previous=None):
-    body = gateway.build_body(
-        service_name=model.service_name,
-        model_name=model.model_name,
-        prompt=question.content,
-        history=[gateway.history_turn(m.role, m.content) for m in history],
-        parameters=gateway.build_parameters(
-            enable_thinking=conversation.enable_thinking if model.thinking else None,
-            system_prompt=conversation.system_prompt,
-            temperature=conversation.temperature,
-            max_output_tokens=conversation.max_output_tokens,
-        ),
-    )
-    generation = Generation(answer, body, user.pk, api_key_id, streaming=model.streaming)
-    _running[answer.pk] = generation
-    await generation.listen_for_control()
-    layer = get_channel_layer()
-    await layer.group_add(conversation.group_name, channel_name)
-    # Sent before the task exists, so no delta can overtake it. A new version redraws
-    # the messages shown (from the branch on); a new turn is appended.
-    await layer.group_send(
-        conversation.group_name,
-        {
-            "type": "chat.turn",
-            "conversation": conversation.pk,
-            "question": question.pk,
-            "answer": answer.pk,
-            "model_name": answer.model_name,
-            "thread": thread,
-            "previous": previous,
-        },
-    )
-    await layer.group_send(
-        Conversation.user_group_name(user.pk),
-        {"type": "sidebar.update", "conversation": conversation.pk, "new": new, "origin": channel_name},
-    )
-    generation.task = asyncio.create_task(generation.run())

@@ -1,0 +1,187 @@
+"""Every message that crosses the channel layer, and the groups they go to.
+
+With Redis these travel between processes, so each is a plain dict; each kind is a
+TypedDict here, built by the constructor beside it, so a sender and its handler (the
+consumer method named after `type`, e.g. `chat.delta` -> `chat_delta`) read the same
+fields. Three kinds of group:
+
+- a conversation's group: every socket showing it (deltas, turns, endings);
+- a user's group: every socket of that user (the sidebar);
+- a generation's control group: the task relaying one answer, in whichever process
+  runs it (stop, and "what have you got so far?").
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict
+
+# --- groups (names: < 100 characters of [A-Za-z0-9._-]) -------------------------------
+
+
+def conversation_group(conversation_id: int) -> str:
+    return f"conversation-{conversation_id}"
+
+
+def user_group(user_id: int) -> str:
+    return f"user-{user_id}"
+
+
+def control_group(answer_id: int) -> str:
+    return f"generation-{answer_id}"
+
+
+# --- to the sockets showing a conversation --------------------------------------------
+
+
+class Turn(TypedDict):
+    """A new question and its empty answer (or, with `thread`, a new version to redraw)."""
+
+    type: Literal["chat.turn"]
+    conversation: int
+    question: int
+    answer: int
+    model_name: str
+    thread: bool  # a new version: the messages shown are redrawn
+    previous: int | None  # the answer the question follows (it loses its Regenerate button)
+
+
+class Delta(TypedDict):
+    """Text that arrived since the last delta, numbered so a socket drops what it has."""
+
+    type: Literal["chat.delta"]
+    message: int
+    seq: int
+    answer: str
+    thinking: str
+    thinking_seconds: NotRequired[float]  # once, when the answer starts after thinking
+    clear_status: NotRequired[bool]  # a retry notice is out of date
+
+
+class Status(TypedDict):
+    """A notice about the answer that is not text of it ("Trying again in 2 s")."""
+
+    type: Literal["chat.status"]
+    message: int
+    text: str
+
+
+class Done(TypedDict):
+    """The answer ended, however: each socket swaps in its stored final state."""
+
+    type: Literal["chat.done"]
+    message: int
+
+
+class Thread(TypedDict):
+    """Another version was picked: every socket redraws the messages shown."""
+
+    type: Literal["chat.thread"]
+    conversation: int
+
+
+def turn(
+    *, conversation: int, question: int, answer: int, model_name: str, thread: bool, previous: int | None
+) -> Turn:
+    return {
+        "type": "chat.turn",
+        "conversation": conversation,
+        "question": question,
+        "answer": answer,
+        "model_name": model_name,
+        "thread": thread,
+        "previous": previous,
+    }
+
+
+def delta(message: int, seq: int, answer: str, thinking: str) -> Delta:
+    return {"type": "chat.delta", "message": message, "seq": seq, "answer": answer, "thinking": thinking}
+
+
+def status(message: int, text: str) -> Status:
+    return {"type": "chat.status", "message": message, "text": text}
+
+
+def done(message: int) -> Done:
+    return {"type": "chat.done", "message": message}
+
+
+def thread(conversation: int) -> Thread:
+    return {"type": "chat.thread", "conversation": conversation}
+
+
+# --- to one socket ----------------------------------------------------------------------
+
+
+class CatchUp(TypedDict):
+    """A generation's text so far, for a socket that joined mid-answer."""
+
+    type: Literal["chat.catch_up"]
+    message: int
+    seq: int  # the last delta the text includes
+    answer: str
+    thinking: str
+
+
+class CatchUpTimeout(TypedDict):
+    """No generation answered a snapshot request in time (a socket sends it to itself)."""
+
+    type: Literal["chat.catch_up_timeout"]
+    message: int
+
+
+def catch_up(message: int, seq: int, answer: str, thinking: str) -> CatchUp:
+    return {"type": "chat.catch_up", "message": message, "seq": seq, "answer": answer, "thinking": thinking}
+
+
+def catch_up_timeout(message: int) -> CatchUpTimeout:
+    return {"type": "chat.catch_up_timeout", "message": message}
+
+
+# --- to a generation's control group -------------------------------------------------
+
+
+class Stop(TypedDict):
+    type: Literal["generation.stop"]
+
+
+class SnapshotRequest(TypedDict):
+    """Answered with a CatchUp sent to `reply_to` (a socket's channel)."""
+
+    type: Literal["generation.snapshot"]
+    reply_to: str
+
+
+def stop() -> Stop:
+    return {"type": "generation.stop"}
+
+
+def snapshot_request(reply_to: str) -> SnapshotRequest:
+    return {"type": "generation.snapshot", "reply_to": reply_to}
+
+
+# --- to every socket of a user (the sidebar) -----------------------------------------
+
+
+class SidebarUpdate(TypedDict):
+    """A conversation's item changed (title, generating or not), or is `new`."""
+
+    type: Literal["sidebar.update"]
+    conversation: int
+    new: NotRequired[bool]
+    origin: NotRequired[str]  # the socket that started it has drawn it already
+
+
+class SidebarRemove(TypedDict):
+    type: Literal["sidebar.remove"]
+    conversation: int
+
+
+def sidebar_update(conversation: int, *, new: bool = False, origin: str = "") -> SidebarUpdate:
+    event: SidebarUpdate = {"type": "sidebar.update", "conversation": conversation}
+    if new:
+        event.update(new=True, origin=origin)
+    return event
+
+
+def sidebar_remove(conversation: int) -> SidebarRemove:
+    return {"type": "sidebar.remove", "conversation": conversation}
