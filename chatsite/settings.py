@@ -206,7 +206,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     # Every line passes the vault's scrubber: no decrypted API key reaches a log.
     "filters": {"scrub_keys": {"()": "conversations.keys.vault.Scrubber"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["scrub_keys"]}},
+    # Time, level and logger on every line, so an operator can read and grep them.
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "filters": ["scrub_keys"], "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {"conversations": {"level": os.environ.get("LOG_LEVEL", "INFO")}},
 }
