@@ -1,4 +1,5 @@
-"""Images an answer brings: checked by their bytes, then stored under MEDIA_ROOT.
+"""Images an answer brings: fetched (if the gateway gave a URL), checked by their bytes,
+then stored under MEDIA_ROOT.
 
 The gateway's word (a `mime_type`, a URL's extension, a Content-Type) is never trusted:
 Pillow reads the bytes, and only PNG, JPEG, WebP and GIF are kept. Files are named by
@@ -13,12 +14,14 @@ import uuid
 import warnings
 from dataclasses import dataclass
 
+import httpx
 from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image, UnidentifiedImageError
 
-from conversations.gateway import human_size
+from conversations.gateway.client import get_client, read_capped
+from conversations.gateway.errors import ErrorKind, GatewayError, display_url, human_size, log_failure, reason
 
 # Pillow's format name -> (MIME type, file extension)
 ALLOWED = {
@@ -28,6 +31,40 @@ ALLOWED = {
     "GIF": ("image/gif", "gif"),
 }
 ALLOWED_NAMES = "PNG, JPEG, WebP or GIF"
+
+
+async def fetch(
+    url: str,
+    *,
+    client: httpx.AsyncClient | None = None,
+    max_bytes: int,
+    timeout: float,  # noqa: ASYNC109 (httpx's, for each connect and read)
+) -> tuple[bytes, str | None]:
+    """GET an image the gateway gave as a URL: (bytes, the Content-Type it was served as).
+
+    Raises GatewayError "too_large" past `max_bytes`, "image" for anything else, logged
+    like the gateway's own failures. The bytes are not checked yet: that is `check`.
+    """
+    client = client or get_client()
+    where = display_url(url)
+    try:
+        async with client.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
+            if not response.is_success:
+                raise GatewayError(
+                    ErrorKind.IMAGE,
+                    f"Could not fetch the image at {where}: HTTP {response.status_code}.",
+                    status=response.status_code,
+                )
+            data = await read_capped(response, max_bytes, "The image")
+            return data, response.headers.get("content-type")
+    except GatewayError as exc:
+        raise log_failure(exc, where) from None
+    except httpx.TimeoutException:
+        error = GatewayError(ErrorKind.IMAGE, f"Could not fetch the image at {where}: timed out.")
+        raise log_failure(error, where) from None
+    except (httpx.TransportError, httpx.InvalidURL) as exc:
+        error = GatewayError(ErrorKind.IMAGE, f"Could not fetch the image at {where}{reason(exc)}.")
+        raise log_failure(error, where) from None
 
 
 class RejectedImage(ValueError):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 from contextlib import aclosing
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import format_datetime
 
@@ -16,6 +17,7 @@ import pytest
 
 from conversations.gateway import (
     Delta,
+    ErrorKind,
     Extra,
     Final,
     GatewayError,
@@ -558,6 +560,32 @@ async def test_it_never_shows_the_api_key_that_the_gateway_echoes(run, fake_gate
     assert KEY not in str(error)
 
 
+async def test_it_logs_one_warning_per_failed_request_without_the_key(run, fake_gateway, caplog):
+    caplog.set_level(logging.WARNING, logger="conversations.gateway")
+    fake_gateway.queue(error_reply(401, {"detail": f"Unknown key {KEY}"}), error_reply(429, b"", {"Retry-After": "7"}))
+
+    await run()
+    await run()
+    await run(sse(chunk("a")))  # no final chunk
+    await run(sse(chunk("a")), final())  # a success logs nothing
+
+    lines = [r.getMessage() for r in caplog.records if r.name == "conversations.gateway"]
+    assert {r.levelno for r in caplog.records if r.name == "conversations.gateway"} == {logging.WARNING}
+    assert len(lines) == 3
+    assert "key_refused (HTTP 401)" in lines[0] and "Unknown key [API key]" in lines[0]
+    assert "rate_limited (HTTP 429, retry after 7 s)" in lines[1]
+    assert "incomplete (no HTTP status)" in lines[2]
+    assert KEY not in caplog.text
+
+
+def test_error_kinds_are_the_strings_messages_store():
+    assert GatewayError("cut", "Cut.").kind is ErrorKind.CUT
+    assert error_from_response(403, b"", {}).kind is ErrorKind.KEY_REFUSED == "key_refused"
+    assert {ErrorKind.RESTART, ErrorKind.EMPTY} == {"restart", "empty"}  # the app's own kinds
+    with pytest.raises(ValueError):
+        GatewayError("no such kind", "?")
+
+
 def test_it_builds_errors_from_responses():
     error = error_from_response(401, b'{"detail": "Invalid API key"}', {"content-type": "application/json"})
     assert (error.kind, error.status, error.retry_after) == ("key_refused", 401, None)
@@ -578,7 +606,7 @@ def test_it_builds_errors_from_responses():
 
 
 def test_it_reads_retry_after_as_an_http_date():
-    when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=120), usegmt=True)
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
 
     error = error_from_response(429, b"", {"retry-after": when})
 

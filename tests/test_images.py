@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from decimal import Decimal
 
 import pytest
@@ -12,7 +13,8 @@ from asgiref.sync import sync_to_async
 from django.core.files.storage import default_storage
 from django.test import Client
 
-from conversations import gateway
+from conversations import gateway, images
+from conversations.gateway.whole import _generated
 from conversations.models import Attachment, Conversation, CostLog, Message
 from tests.chat import (
     db,
@@ -285,6 +287,26 @@ async def test_the_adapter_caps_the_answer_and_redacts_the_key(fake_gateway):
     assert refused.value.kind == "key_refused" and "sk_secret_123" not in refused.value.message
 
 
+async def test_fetch_gets_an_image_given_as_a_url_and_says_why_it_could_not(fake_gateway, caplog):
+    caplog.set_level(logging.WARNING, logger="conversations.gateway")
+    fake_gateway.files["picture"] = (PNG, "image/png")
+    url = f"{fake_gateway.base_url}/files/"
+    try:
+        data, content_type = await images.fetch(url + "picture", max_bytes=1000, timeout=5)
+        with pytest.raises(gateway.GatewayError) as missing:
+            await images.fetch(url + "nothing", max_bytes=1000, timeout=5)
+        with pytest.raises(gateway.GatewayError) as too_big:
+            await images.fetch(url + "picture", max_bytes=10, timeout=5)
+    finally:
+        await gateway.get_client().aclose()
+    assert (data, content_type) == (PNG, "image/png")
+    assert missing.value.kind == gateway.ErrorKind.IMAGE and missing.value.status == 404
+    assert missing.value.message == f"Could not fetch the image at {url}nothing: HTTP 404."
+    assert too_big.value.kind == gateway.ErrorKind.TOO_LARGE
+    warnings = [r.getMessage() for r in caplog.records if r.name == "conversations.gateway"]
+    assert len(warnings) == 2 and "image (HTTP 404)" in warnings[0] and "too_large" in warnings[1]
+
+
 async def test_the_demo_gateway_draws_a_picture_for_image_models(settings):
     """`make run` with no gateway: the demo answers /generate with a real PNG, as base64."""
     from django.test import AsyncRequestFactory
@@ -300,7 +322,7 @@ async def test_the_demo_gateway_draws_a_picture_for_image_models(settings):
     )
     response = await demo_gateway.generate(request)
     assert response.status_code == 200
-    result = gateway._generated(json.loads(response.content, parse_float=Decimal))
+    result = _generated(json.loads(response.content, parse_float=Decimal))
     (image,) = result.images
     checked = images.check(image.data)
     assert (checked.mime_type, checked.width, checked.height) == ("image/png", 384, 256)

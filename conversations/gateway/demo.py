@@ -1,6 +1,6 @@
 """The built-in demo gateway, served when no UPSTREAM_BASE_URL is set.
 
-It speaks the gateway's real protocol (UPSTREAM.md) over the app's own HTTP socket:
+It speaks the gateway's real protocol (docs/UPSTREAM.md) over the app's own HTTP socket:
 SSE chunks, thinking chunks for thinking models, and a final chunk with usage and a
 cost written in exponent form; and, for image models, POST /generate answering with a
 small picture drawn by Pillow, as base64. The chat reaches it through the same client

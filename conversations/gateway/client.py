@@ -1,0 +1,124 @@
+"""The shared HTTP client (one pool per event loop), and the request bodies it sends."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import Any
+
+import httpx
+
+from conversations.gateway.errors import ErrorKind, GatewayError, human_size
+
+# --- The shared client -------------------------------------------------------------
+
+# One connection per live stream: httpx's default pool (100 connections) would make the
+# 101st concurrent answer wait for a free one, and time out after the pool timeout.
+LIMITS = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+
+# One client per event loop: a client's pooled connections belong to the loop that
+# opened them, so sharing one across loops (tests, async_to_sync) would break.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def default_timeout(read: float = 120.0) -> httpx.Timeout:
+    """10 s to connect/write/get a pooled connection; `read` is the longest silence
+    allowed between chunks (thinking models can be quiet for a long time)."""
+    return httpx.Timeout(10.0, read=read)
+
+
+def get_client(timeout: httpx.Timeout | None = None) -> httpx.AsyncClient:
+    """The running loop's shared client, created on first use.
+
+    `timeout` only applies when the client is created. A closed client is replaced.
+    """
+    loop = asyncio.get_running_loop()
+    client = _clients.get(loop)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(timeout=timeout or default_timeout(), limits=LIMITS)
+        _clients[loop] = client
+    return client
+
+
+async def read_capped(response: httpx.Response, max_bytes: int | None, what: str) -> bytes:
+    """The body, refused with "too_large" as soon as it passes `max_bytes`."""
+    declared = response.headers.get("content-length", "")
+    if max_bytes is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise GatewayError(
+            ErrorKind.TOO_LARGE, f"{what} is {human_size(int(declared))}, over the {human_size(max_bytes)} limit."
+        )
+    chunks, total = [], 0
+    async for chunk in response.aiter_bytes():
+        total += len(chunk)
+        if max_bytes is not None and total > max_bytes:
+            raise GatewayError(ErrorKind.TOO_LARGE, f"{what} is over the {human_size(max_bytes)} limit.")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# --- Request bodies --------------------------------------------------------------
+
+
+def _text_item(name: str, text: str) -> dict:
+    return {"type": "text", "name": name, "content": text}
+
+
+def build_body(
+    *,
+    service_name: str,
+    model_name: str,
+    prompt: str,
+    history: list[dict] | None = None,
+    parameters: dict | None = None,
+) -> dict:
+    """The JSON body of a generate request (KNOWN), with optional keys only when given."""
+    body: dict[str, Any] = {
+        "service_name": service_name,
+        "model_name": model_name,
+        "input": [_text_item("input", prompt)],
+    }
+    if history:
+        body["history"] = history
+    if parameters:
+        body["parameters"] = parameters
+    return body
+
+
+# ASSUMED (docs/UPSTREAM.md): the docs name only `enable_thinking`; these are our names for the others.
+PARAMETER_SYSTEM_PROMPT = "system_prompt"
+PARAMETER_TEMPERATURE = "temperature"
+PARAMETER_MAX_OUTPUT_TOKENS = "max_output_tokens"
+
+
+def build_parameters(
+    *,
+    enable_thinking: bool | None = None,
+    system_prompt: str = "",
+    temperature: float | None = None,
+    max_output_tokens: int | None = None,
+) -> dict | None:
+    """`parameters` with only the keys given (None or "" leaves a key out), or None."""
+    parameters: dict[str, Any] = {}
+    if enable_thinking is not None:
+        parameters["enable_thinking"] = enable_thinking  # KNOWN
+    if system_prompt:
+        parameters[PARAMETER_SYSTEM_PROMPT] = system_prompt
+    if temperature is not None:
+        parameters[PARAMETER_TEMPERATURE] = temperature
+    if max_output_tokens is not None:
+        parameters[PARAMETER_MAX_OUTPUT_TOKENS] = max_output_tokens
+    return parameters or None
+
+
+def history_turn(role: str, text: str) -> dict:
+    """One earlier turn for `history`, oldest first (ASSUMED format, docs/UPSTREAM.md).
+
+    Only the text is sent back: thinking and metadata are not part of the history.
+    """
+    if role == "user":
+        return {"role": "user", "content": [_text_item("input", text)]}
+    if role == "assistant":
+        return {"role": "assistant", "content": [_text_item("output", text)]}
+    raise ValueError(f"history role must be 'user' or 'assistant', not {role!r}")
