@@ -1,7 +1,9 @@
-"""Shared fixtures: named users (alice, bob), the model catalogue, the fake gateway."""
+"""Shared fixtures: named users (alice, bob), the model catalogue, the fake gateway,
+and for the browser tests the app under Daphne, Chromium and its pages."""
 
 import pytest
 
+from tests.accounts import make_user
 from tests.fakegateway import FakeGateway
 
 
@@ -27,20 +29,14 @@ def gateway_url(fake_gateway, settings):
     return fake_gateway.base_url
 
 
-def _make_user(username, **extra):
-    from django.contrib.auth import get_user_model
-
-    return get_user_model().objects.create_user(username, password="password-of-" + username, **extra)
-
-
 @pytest.fixture
 def alice(django_db_blocker, db_access):
-    return _make_user("alice")
+    return make_user("alice")
 
 
 @pytest.fixture
 def bob(django_db_blocker, db_access):
-    return _make_user("bob")
+    return make_user("bob")
 
 
 @pytest.fixture
@@ -81,17 +77,6 @@ def shared_key_allowed(db_access):
     from conversations.models import SiteSettings
 
     SiteSettings.objects.filter(pk=SiteSettings.load().pk).update(allow_shared_key=True)
-
-
-def add_key(user, label, secret, in_use=True):
-    from conversations.models import ApiKey
-
-    key = ApiKey(user=user, label=label)
-    key.set_secret(secret)
-    key.save()
-    if in_use:
-        key.use()
-    return key
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from django.views.debug import SafeExceptionReporterFilter
 
 from conversations.keys import views
 from conversations.models import ApiKey, Message, SiteSettings
+from tests.accounts import add_key
 from tests.chat import db, no_generation_left, open_socket, send, until_done
-from tests.conftest import add_key
 from tests.fakegateway import error_reply, stream_reply
 
 SECRET = "sk_live_4f9a8b7c6d5e4f3a2b1c0d9e8f7a1b2"

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from conversations.costs import ledger
 from conversations.models import CostLog, Message
+from tests.accounts import make_user
 from tests.costs import conversation, ended_without_cost, log_cost, read_csv
 
 pytestmark = pytest.mark.django_db
@@ -22,8 +23,8 @@ EXACT = Decimal("0.30115375")  # 1.5e-07 + 0.0001536 + 0.1 + 0.2 + 10,000 × 1e-
 
 
 @pytest.fixture
-def staff(django_user_model):
-    return django_user_model.objects.create_user("staff", password="pw", is_staff=True)
+def staff(db_access):
+    return make_user("staff", is_staff=True)
 
 
 @pytest.fixture
@@ -193,8 +194,8 @@ def _row_order(page: str, table: str) -> list[str]:
     return re.findall(r'<th scope="row">(?:<a [^>]*>)?([^<]+)', body)
 
 
-def test_it_sorts_the_tables(staff_client, alice, bob, django_user_model):
-    carol = django_user_model.objects.create_user("carol")
+def test_it_sorts_the_tables(staff_client, alice, bob):
+    carol = make_user("carol")
     log_cost(alice, "0.2", tokens=(1, 1))
     log_cost(bob, "0.3", tokens=(50, 50))
     log_cost(carol, "0.1", tokens=(5, 5))

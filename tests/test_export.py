@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from conversations.models import Attachment, Conversation, CostLog, Message
-from tests.conftest import add_key
+from tests.accounts import add_key
 
 pytestmark = pytest.mark.django_db
 

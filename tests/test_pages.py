@@ -8,32 +8,27 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from conversations.models import Conversation, CostLog, Message
+from tests.accounts import sign_up
 
 pytestmark = pytest.mark.django_db
 
 User = get_user_model()
 
 
-def signup(client, username, password="a-long-passphrase-42"):
-    return client.post(
-        "/accounts/signup/", {"username": username, "password1": password, "password2": password}
-    )
-
-
 def test_it_makes_the_first_account_the_admin(client):
-    response = signup(client, "alice")
+    response = sign_up(client, "alice")
     assert response.status_code == 302 and response.url == "/"
     alice = User.objects.get(username="alice")
     assert alice.is_superuser and alice.is_staff
 
     client.logout()
-    signup(client, "bob")
+    sign_up(client, "bob")
     bob = User.objects.get(username="bob")
     assert not bob.is_superuser and not bob.is_staff
 
 
 def test_it_logs_the_new_user_in(client):
-    signup(client, "alice")
+    sign_up(client, "alice")
     response = client.get("/")
     assert response.status_code == 200
     assert b"New chat" in response.content
@@ -49,7 +44,7 @@ def test_it_shows_the_form_again_on_bad_input(client):
 def test_it_closes_signup(client, settings):
     settings.ALLOW_SIGNUP = False
     assert client.get("/accounts/signup/").status_code == 403
-    response = signup(client, "mallory")
+    response = sign_up(client, "mallory")
     assert response.status_code == 403
     assert b"Sign-up is closed" in response.content
     assert not User.objects.exists()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from conversations.management.commands import pygments_css
 from conversations.rendering import render_markdown
 
@@ -27,7 +29,7 @@ def test_the_committed_pygments_css_is_what_the_command_writes():
     assert ".highlight .k {" in dark and ".highlight { background: #0d1117" in dark
 
 
-def test_the_page_links_the_highlighting_colours(client, django_user_model):
-    user = django_user_model.objects.create_user("carol", password="x")
-    client.force_login(user)
+@pytest.mark.django_db
+def test_the_page_links_the_highlighting_colours(client, alice):
+    client.force_login(alice)
     assert 'href="/static/pygments.css"' in client.get("/").content.decode()

@@ -15,8 +15,8 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 
 from conversations.models import ApiKey, Conversation, Message
+from tests.accounts import PASSWORD, add_key, sign_up
 from tests.chat import connect, no_generation_left, open_socket
-from tests.conftest import add_key
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "sk_live_4f9a8b7c6d5e4f3a2b1c0d9e8f7a1b2"
@@ -136,8 +136,8 @@ def test_cookies_are_secure_with_https(tmp_path):
 @pytest.mark.django_db
 def test_no_password_or_session_id_in_the_logs(client, caplog, db_models):
     caplog.set_level(logging.DEBUG)
-    password = "a-long-passphrase-42"
-    client.post("/accounts/signup/", {"username": "carol", "password1": password, "password2": password})
+    password = PASSWORD
+    sign_up(client, "carol", password)
     client.logout()
     client.post("/accounts/login/", {"username": "carol", "password": "wrong-" + password})
     client.post("/accounts/login/", {"username": "carol", "password": password})

@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 
 from conversations.keys import vault
 from conversations.models import ApiKey, SiteSettings
-from tests.conftest import add_key
+from tests.accounts import add_key
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = "sk_live_4f9a8b7c6d5e4f3a2b1c0d9e8f7a1b2"
