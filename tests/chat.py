@@ -72,6 +72,14 @@ async def until_done(socket: WebsocketCommunicator, timeout: float = 10.0) -> li
     return frames
 
 
+@sync_to_async
+def reloaded_page(user, conversation_id) -> str:
+    """The conversation's page as a reload shows it, from the database."""
+    client = Client()
+    client.force_login(user)
+    return client.get(f"/c/{conversation_id}/").content.decode()
+
+
 async def no_generation_left(timeout: float = 10.0) -> None:
     """Tests end only when every generation task has finished its bookkeeping."""
     for _ in range(int(timeout / 0.02)):

@@ -11,7 +11,6 @@ import threading
 
 import pytest
 from asgiref.sync import sync_to_async
-from django.test import Client
 
 from conversations.models import Conversation, CostLog, Message
 from conversations.relay import generation
@@ -20,6 +19,7 @@ from tests.chat import (
     frames_until,
     no_generation_left,
     open_socket,
+    reloaded_page,
     send,
     until_done,
 )
@@ -44,15 +44,6 @@ RETRY_BUTTON = ">Retry</button>"
 def fast_retries(settings):
     settings.UPSTREAM_RETRIES = 2
     settings.UPSTREAM_RETRY_BACKOFF = 0.01
-
-
-
-
-@sync_to_async
-def reloaded_page(user, conversation_id) -> str:
-    client = Client()
-    client.force_login(user)
-    return client.get(f"/c/{conversation_id}/").content.decode()
 
 
 async def chat_once(user, model, text="Hi"):

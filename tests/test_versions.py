@@ -17,6 +17,7 @@ from tests.chat import (
     frames_until,
     no_generation_left,
     open_socket,
+    reloaded_page,
     send,
     until_done,
 )
@@ -25,22 +26,12 @@ from tests.fakegateway import Reply, Wait, chunk, error_reply, final, sse, strea
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("shared_key_allowed", "no_retries")]
 
 
-
-
-
 def action(name, message, **extra):
     return json.dumps({"action": name, "message": message, **extra})
 
 
 def texts(history):
     return [turn["content"][0]["content"] for turn in history]
-
-
-@sync_to_async
-def page_of(user, conversation_id) -> str:
-    client = Client()
-    client.force_login(user)
-    return client.get(f"/c/{conversation_id}/").content.decode()
 
 
 async def two_turns(socket, model):
@@ -82,7 +73,7 @@ async def test_it_regenerates_the_last_answer_as_a_new_version(alice, db_models,
     assert new.model_name == thinker.model_name
     assert await db(lambda: CostLog.objects.count()) == 3  # every version was paid for
 
-    page = await page_of(alice, conversation.pk)
+    page = await reloaded_page(alice, conversation.pk)
     assert "A2 again" in page and ">A2<" not in page
     assert 'aria-label="Version 2 of 2"' in page
 
@@ -115,7 +106,7 @@ async def test_switching_versions_redraws_every_tab_and_the_history_follows(alic
         assert 'aria-label="Version 1 of 2"' in frame
         assert 'aria-label="Previous version" disabled' in frame
     assert await db(lambda: Message.objects.get(pk=a2.pk).selected) is True
-    page = await page_of(alice, conversation.pk)
+    page = await reloaded_page(alice, conversation.pk)
     assert ">A2</p>" in page and "A2 v2" not in page
 
     # A new turn now continues from version 1, and its history says so.
@@ -152,7 +143,7 @@ async def test_editing_a_question_makes_a_new_version_of_it_and_what_follows(ali
     edited = await db(lambda: Message.objects.get(content="First, edited"))
     assert edited.parent_id is None and edited.selected
     assert await db(lambda: Message.objects.get(pk=q1.pk).selected) is False
-    page = await page_of(alice, conversation.pk)
+    page = await reloaded_page(alice, conversation.pk)
     assert "First, edited" in page and "A1 for the edit" in page
     assert "Second question" not in page and 'aria-label="Version 2 of 2"' in page
 
