@@ -9,6 +9,7 @@ served only through views.attachment, to the conversation's owner.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import uuid
 import warnings
@@ -22,6 +23,7 @@ from PIL import Image, UnidentifiedImageError
 
 from conversations.gateway.client import get_client, read_capped
 from conversations.gateway.errors import ErrorKind, GatewayError, display_url, human_size, log_failure, reason
+from conversations.gateway.types import Image as GatewayImage
 
 # Pillow's format name -> (MIME type, file extension)
 ALLOWED = {
@@ -118,6 +120,26 @@ def check(data: bytes, *, source: str = "base64", source_url: str = "") -> Check
         )
     mime_type, extension = ALLOWED[kind]
     return CheckedImage(data, mime_type, extension, width, height, source, source_url)
+
+
+async def receive(image: GatewayImage, client: httpx.AsyncClient | None = None) -> CheckedImage:
+    """An image from an image model's answer, fetched if a URL and checked by its bytes.
+
+    Raises RejectedImage saying why it is not kept (it could not be read or fetched, or
+    its bytes are not an allowed image).
+    """
+    if image.error:
+        raise RejectedImage(image.error + " It was not kept.")
+    data = image.data
+    if image.url:
+        try:
+            data, _ = await fetch(
+                image.url, client=client, max_bytes=settings.MAX_IMAGE_BYTES, timeout=settings.IMAGE_FETCH_TIMEOUT
+            )
+        except GatewayError as exc:
+            raise RejectedImage(f"{exc.message} It was not kept.") from None
+    # Pillow reads the bytes: off the event loop.
+    return await asyncio.to_thread(check, data, source=image.source, source_url=image.url or "")
 
 
 def store(image: CheckedImage, user_id: int) -> str:

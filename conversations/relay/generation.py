@@ -38,6 +38,7 @@ from django.utils import timezone
 from conversations import gateway, images
 from conversations.costs import ledger
 from conversations.costs.money import jsonable
+from conversations.gateway import ErrorKind
 from conversations.keys import vault
 from conversations.models import ApiKey, Message
 from conversations.relay import events
@@ -50,9 +51,9 @@ log = logging.getLogger(__name__)
 _running: dict[int, Generation] = {}
 
 # Failures worth retrying automatically, as long as nothing has arrived yet.
-RETRYABLE = {"connect", "timeout", "server"}
+RETRYABLE = {ErrorKind.CONNECT, ErrorKind.TIMEOUT, ErrorKind.SERVER}
 # Failures after part of an answer arrived: it is kept, marked interrupted.
-CUT_SHORT = {"cut", "incomplete", "timeout", "stream_error"}
+CUT_SHORT = {ErrorKind.CUT, ErrorKind.INCOMPLETE, ErrorKind.TIMEOUT, ErrorKind.STREAM_ERROR}
 
 
 class Snapshot(NamedTuple):
@@ -132,17 +133,17 @@ def outcome(
         if image_errors:
             # Paid for, so the ledger row stays; what was refused is said.
             status = Message.Status.COMPLETE if got_something else Message.Status.FAILED
-            return Outcome(status, " ".join(image_errors), "image")
+            return Outcome(status, " ".join(image_errors), ErrorKind.IMAGE)
         if not streaming and not got_something:
-            return Outcome(Message.Status.FAILED, "The gateway's answer had no text and no image.", "empty")
+            return Outcome(Message.Status.FAILED, "The gateway's answer had no text and no image.", ErrorKind.EMPTY)
         return Outcome(Message.Status.COMPLETE, "", "")
     if stopped:
         return Outcome(Message.Status.STOPPED, "", "")
     if error is None:  # the adapter raises when no final chunk came; be safe anyway
-        error = gateway.GatewayError("incomplete", "The gateway's answer ended before it was complete.")
+        error = gateway.GatewayError(ErrorKind.INCOMPLETE, "The gateway's answer ended before it was complete.")
     if isinstance(error, (ApiKey.DoesNotExist, vault.UndecryptableKey)):
         return Outcome(
-            Message.Status.FAILED, "Your API key could not be read. Add it again on the API keys page.", "key_refused"
+            Message.Status.FAILED, "Your API key could not be read. Add it again on the API keys page.", ErrorKind.KEY_REFUSED
         )
     if not isinstance(error, gateway.GatewayError):
         return Outcome(Message.Status.FAILED, "Something went wrong while reading the gateway's answer.", "")
@@ -319,28 +320,10 @@ class Generation:
             self.texts.add("output", result.text)
         self._wake.set()
         for image in result.images:
-            await self._take_image(image, client)
-
-    async def _take_image(self, image: gateway.Image, client) -> None:
-        """Fetch (if a URL), check by the bytes, and keep for the end; or say why not."""
-        if image.error:
-            self.image_errors.append(image.error + " It was not kept.")
-            return
-        data = image.data
-        if image.url:
             try:
-                data, _ = await images.fetch(
-                    image.url, client=client, max_bytes=settings.MAX_IMAGE_BYTES, timeout=settings.IMAGE_FETCH_TIMEOUT
-                )
-            except gateway.GatewayError as exc:
-                self.image_errors.append(f"{exc.message} It was not kept.")
-                return
-        try:
-            checked = await asyncio.to_thread(images.check, data, source=image.source, source_url=image.url or "")
-        except images.RejectedImage as exc:
-            self.image_errors.append(str(exc))
-            return
-        self.images.append(checked)
+                self.images.append(await images.receive(image, client))
+            except images.RejectedImage as exc:
+                self.image_errors.append(str(exc))
 
     async def _show_status(self, text: str) -> None:
         self._status_shown = True
@@ -415,7 +398,7 @@ class Generation:
                 final=self.final,
                 images=stored,
                 api_key_id=self.api_key_id,
-                key_refused=end.error_kind == "key_refused",
+                key_refused=end.error_kind == ErrorKind.KEY_REFUSED,
                 gateway_answered=self.received,
             )
 
@@ -499,5 +482,5 @@ def sweep_orphans(user_id: int) -> int:
     if settings.REDIS_URL:
         orphans = orphans.filter(updated_at__lt=timezone.now() - timedelta(seconds=settings.STREAM_ORPHAN_AFTER))
     return orphans.update(
-        status=Message.Status.INTERRUPTED, error=RESTART_ERROR, error_kind="restart", updated_at=timezone.now()
+        status=Message.Status.INTERRUPTED, error=RESTART_ERROR, error_kind=ErrorKind.RESTART, updated_at=timezone.now()
     )
