@@ -13,13 +13,14 @@ from django.utils.html import escape
 from conversations.costs import budgets
 from conversations.forms import SettingsForm
 from conversations.models import Conversation, Message
+from conversations.relay import events
 
 
 def _render(partial: str, context: dict) -> str:
     return render_to_string(f"conversations/stream.html#{partial}", context)
 
 
-def delta(event: dict) -> str:
+def delta(event: events.Delta) -> str:
     """Escaped text appended to the streaming answer and thinking: the hot path.
 
     Plain text deltas (nearly all of them) are formatted here with the exact markup of
