@@ -9,8 +9,8 @@ import sys
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "chatsite.settings")
 
-from daphne.cli import CommandLineInterface  # noqa: E402
-from django.conf import settings  # noqa: E402
+from daphne.cli import CommandLineInterface
+from django.conf import settings
 
 if __name__ == "__main__":
     host = os.environ.get("BIND", "127.0.0.1")

@@ -191,7 +191,7 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", DATA_DIR / "static"))
+STATIC_ROOT: Path | None = Path(os.environ.get("STATIC_ROOT", DATA_DIR / "static"))  # None in tests
 # Files answers bring (generated images). Never served as public media: views.attachment
 # serves each to its conversation's owner only, so there is no MEDIA_URL route.
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", DATA_DIR / "media"))
