@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db.models import Sum
 
 from conversations.costs import ledger
@@ -69,20 +70,20 @@ class BudgetState:
         return f"{spent}."
 
 
-def monthly_limit(user) -> Decimal | None:
+def monthly_limit(user: AbstractBaseUser) -> Decimal | None:
     budget = Budget.objects.filter(user_id=user.pk).first()
     if budget is not None:
         return budget.monthly_limit
     return SiteSettings.load().default_monthly_budget
 
 
-def spent_this_month(user) -> Decimal:
+def spent_this_month(user: AbstractBaseUser) -> Decimal:
     total = CostLog.objects.filter(user_id=user.pk, created_at__gte=ledger.month_start()).aggregate(
         total=Sum("cost_total")
     )["total"]
     return total or Decimal(0)
 
 
-def state(user) -> BudgetState:
+def state(user: AbstractBaseUser) -> BudgetState:
     """The user's budget: the limit, this month's spend and what it means."""
     return BudgetState(monthly_limit(user), spent_this_month(user), ledger.next_month_start())

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-from conversations.costs.ledger import day_label
+from conversations.costs.ledger import Row, day_label
 from conversations.costs.money import format_money
 
 # Distinguishable in light and dark mode, and for the common colour-vision deficiencies
@@ -92,12 +92,13 @@ def nice_ceiling(value: Decimal) -> Decimal:
     return Decimal(10).scaleb(exponent)
 
 
-def cost_per_day(days: list[date], rows: list[dict], labels: dict[tuple[str, str], str]) -> Chart:
+def cost_per_day(days: list[date], rows: list[Row], labels: dict[tuple[str, str], str]) -> Chart:
     """`rows` are the ledger's per-day sums: {day, service_name, model_name, cost}."""
     chart = Chart(days=len(days))
     if not days:
         return chart
-    keys = sorted({(r["service_name"], r["model_name"]) for r in rows}, key=lambda k: labels.get(k, k[1]).casefold())
+    models: set[tuple[str, str]] = {(r["service_name"], r["model_name"]) for r in rows}
+    keys = sorted(models, key=lambda k: labels.get(k, k[1]).casefold())
     colors = {key: PALETTE[i % len(PALETTE)] for i, key in enumerate(keys)}
     chart.series = [Series(labels.get(key, key[1]), colors[key]) for key in keys]
 
@@ -105,7 +106,7 @@ def cost_per_day(days: list[date], rows: list[dict], labels: dict[tuple[str, str
     for row in rows:
         if row["cost"]:
             per_day.setdefault(row["day"], []).append(((row["service_name"], row["model_name"]), row["cost"]))
-    highest = max((sum(cost for _, cost in day) for day in per_day.values()), default=Decimal(0))
+    highest = max((sum((cost for _, cost in day), Decimal(0)) for day in per_day.values()), default=Decimal(0))
     chart.empty = highest == 0
     top = nice_ceiling(highest)
 

@@ -17,10 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.db import connection
-from django.db.models import Count, DateField, F, Func, Q, Sum
+from django.db.models import Aggregate, Count, DateField, F, Func, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
 
@@ -29,6 +30,16 @@ from conversations.gateway import Final
 from conversations.images import CheckedImage
 from conversations.models import ApiKey, Attachment, Conversation, CostLog, GatewayModel, Message
 
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    from django_stubs_ext import WithAnnotations
+
+    class _Day(TypedDict):  # what cost_logs_by_day() adds to each row
+        day: date
+
+
+_Logs = TypeVar("_Logs", bound="QuerySet[CostLog]")  # CostLog rows, with or without their day
 
 # --- writing: one call when an answer ends ------------------------------------------
 
@@ -144,11 +155,11 @@ class Scope:
     service_name: str | None = None
     model_name: str | None = None
 
-    def cost_logs(self):
+    def cost_logs(self) -> QuerySet[CostLog]:
         start, end = self.period.bounds()
         return self._narrow(CostLog.objects.filter(created_at__gte=start, created_at__lt=end))
 
-    def cost_logs_by_day(self):
+    def cost_logs_by_day(self) -> QuerySet[WithAnnotations[CostLog, _Day]]:
         """The same rows, each with its `day`, selected so that grouping by day is cheap."""
         if not utc_days_on_sqlite():
             return self.cost_logs().annotate(day=TruncDate("created_at"))
@@ -160,14 +171,14 @@ class Scope:
         logs = CostLog.objects.annotate(day=UtcDay("created_at"))
         return self._narrow(logs.filter(day__gte=self.period.start, day__lte=self.period.end))
 
-    def _narrow(self, logs):
+    def _narrow(self, logs: _Logs) -> _Logs:
         if self.user_id is not None:
             logs = logs.filter(user_id=self.user_id)
         if self.model_name is not None:
             logs = logs.filter(service_name=self.service_name, model_name=self.model_name)
         return logs.order_by()  # no Meta ordering in GROUP BY queries
 
-    def no_cost_messages(self):
+    def no_cost_messages(self) -> QuerySet[Message]:
         start, end = self.period.bounds()
         messages = Message.no_cost_reported().filter(created_at__gte=start, created_at__lt=end)
         if self.user_id is not None:
@@ -179,13 +190,15 @@ class Scope:
 
 # --- sums ---------------------------------------------------------------------------
 
+# One values() row: its group (day, model, user...) and its sums by name.
+Row = dict[str, Any]
 SUM_FIELDS = ("cost", "cost_input", "cost_output", "input_tokens", "output_tokens", "tokens", "generations", "warned")
 # Each aggregate costs SQLite time on every row, so pages ask only for what they show.
 PAGE_SUMS = ("cost", "input_tokens", "output_tokens", "tokens", "generations", "warned")
 TABLE_SUMS = ("cost", "tokens", "generations")
 
 
-def _sums(names: Iterable[str]) -> dict:
+def _sums(names: Iterable[str]) -> dict[str, Aggregate]:
     sums = {
         "cost": Sum("cost_total"),
         "cost_input": Sum("cost_input"),
@@ -214,8 +227,9 @@ class Totals:
     share: Decimal | None = None  # of the period's total cost, in percent
 
     @classmethod
-    def of(cls, row: dict) -> Totals:
-        return cls(**{name: row.get(name) or cls.__dataclass_fields__[name].default for name in SUM_FIELDS})
+    def of(cls, row: Row) -> Totals:
+        # A sum that is None (nothing reported) or 0 keeps the field's default.
+        return cls(**{name: value for name in SUM_FIELDS if (value := row.get(name))})
 
     def add(self, other: Totals) -> None:
         for name in SUM_FIELDS:
@@ -252,12 +266,12 @@ def utc_days_on_sqlite() -> bool:
     return connection.vendor == "sqlite" and timezone.get_current_timezone_name() in ("UTC", "Etc/UTC")
 
 
-def daily(scope: Scope, sums: Iterable[str] = PAGE_SUMS) -> list[dict]:
+def daily(scope: Scope, sums: Iterable[str] = PAGE_SUMS) -> list[Row]:
     """Sums per day and model: the chart, and (added up) the totals and the model table."""
     return list(scope.cost_logs_by_day().values("day", "service_name", "model_name").annotate(**_sums(sums)))
 
 
-def totals_of(groups: Iterable[dict | Totals]) -> Totals:
+def totals_of(groups: Iterable[Row | Totals]) -> Totals:
     total = Totals()
     for group in groups:
         total.add(group if isinstance(group, Totals) else Totals.of(group))
@@ -268,7 +282,7 @@ def model_labels() -> dict[tuple[str, str], str]:
     return {(m.service_name, m.model_name): m.label for m in GatewayModel.objects.all()}
 
 
-def by_model(daily_rows: list[dict], total_cost: Decimal) -> list[Group]:
+def by_model(daily_rows: list[Row], total_cost: Decimal) -> list[Group]:
     """The model table, from the per-day sums (a few hundred rows at most)."""
     labels = model_labels()
     groups: dict[tuple[str, str], Totals] = {}
@@ -370,7 +384,7 @@ class Report:
 
     scope: Scope
     totals: Totals = field(default_factory=Totals)
-    daily: list[dict] = field(default_factory=list)
+    daily: list[Row] = field(default_factory=list)
     models: list[Group] = field(default_factory=list)
     users: list[Group] = field(default_factory=list)
     no_cost: int = 0

@@ -55,8 +55,9 @@ def jsonable(value: Any) -> Any:
 
 
 if TYPE_CHECKING:
-    # The model attribute takes and gives Decimals, not the column's integers.
-    _BigIntegerField = models.BigIntegerField[Decimal | int | str | Combinable, Decimal]
+    # For django-stubs: the model attribute takes and gives Decimals, not the column's
+    # integers (None included: every amount we store may be missing).
+    _BigIntegerField = models.BigIntegerField[Decimal | int | str | Combinable | None, Decimal | None]
 else:
     _BigIntegerField = models.BigIntegerField  # not subscriptable at run time
 
@@ -75,11 +76,17 @@ class MoneyField(_BigIntegerField):
     def get_prep_value(self, value: Any) -> int | None:
         return None if value is None else to_units(value)
 
-    def formfield(self, **kwargs: Any) -> forms.Field | None:  # type: ignore[override]
+    def formfield(
+        self,
+        form_class: type[forms.Field] | None = None,
+        choices_form_class: type[forms.ChoiceField] | None = None,
+        **kwargs: Any,
+    ) -> forms.Field | None:
         # Skip IntegerField's form field: the admin edits the amount, not the units.
         return models.Field.formfield(
             self,
-            form_class=forms.DecimalField,
+            form_class=form_class or forms.DecimalField,
+            choices_form_class=choices_form_class,
             decimal_places=PLACES,
             max_digits=PLACES + 7,
             **kwargs,

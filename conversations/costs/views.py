@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterable, Iterator
-from datetime import timedelta
+from datetime import date, timedelta
 from functools import wraps
 from itertools import islice
+from typing import cast
 
 from asgiref.sync import sync_to_async
 from django import forms
@@ -59,10 +60,12 @@ class CostFilterForm(forms.Form):
         # A model no longer in the catalogue can still be picked from the model table.
         if (asked := data.get("model")) and "/" in asked and asked not in choices:
             choices[asked] = asked.split("/", 1)[1]
-        self.fields["model"].choices = [("", "All models"), *sorted(choices.items(), key=lambda c: c[1].casefold())]
+        model_field = cast(forms.ChoiceField, self.fields["model"])
+        model_field.choices = [("", "All models"), *sorted(choices.items(), key=lambda c: c[1].casefold())]
 
     def clean(self):
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         start, end = data.get("from"), data.get("to")
         if start and end and start > end:
             raise forms.ValidationError("“From” must be on or before “To”.")
@@ -77,16 +80,22 @@ class CostFilterForm(forms.Form):
 
     def scope(self) -> ledger.Scope:
         data = self.cleaned_data
-        start, end = data.get("from"), data.get("to")
-        if start is None and end is None:
-            period = ledger.Period.this_month()
-        else:
-            end = end or max(start, ledger.Period.this_month().end)
-            period = ledger.Period(start or end.replace(day=1), end)
+        period = _period(data.get("from"), data.get("to"))
         service_name = model_name = None
         if data.get("model"):
             service_name, model_name = data["model"].split("/", 1)
         return ledger.Scope(period, data["user_id"], service_name, model_name)
+
+
+def _period(start: date | None, end: date | None) -> ledger.Period:
+    """The days asked for. Without a start: from the first of the end's month; without an
+    end: to the end of this month (or the start, if later); without either: this month."""
+    if end is not None:
+        return ledger.Period(start or end.replace(day=1), end)
+    this_month = ledger.Period.this_month()
+    if start is None:
+        return this_month
+    return ledger.Period(start, max(start, this_month.end))
 
 
 # --- sorting --------------------------------------------------------------------------
@@ -123,14 +132,15 @@ def _columns(current: str, name_label: str) -> list[dict]:
 @staff_required
 def costs(request):
     labels = ledger.model_labels()
-    form = CostFilterForm(request.GET.copy(), labels)
+    query = request.GET.copy()
+    form = CostFilterForm(query, labels)
     if not form.is_valid():
         return render(request, "conversations/costs.html", {"form": form}, status=400)
     scope = form.scope()
     # The date fields show the period in use, also when it is the default.
     for name, day in (("from", scope.period.start), ("to", scope.period.end)):
-        if not form.data.get(name):
-            form.data[name] = day.isoformat()
+        if not query.get(name):
+            query[name] = day.isoformat()
     users_sort = _sort_param(request, "users_sort")
     models_sort = _sort_param(request, "models_sort")
     show_all = request.GET.get("all_users") == "1"
@@ -247,7 +257,7 @@ async def _async_chunks(lines: Iterator[str]):
 def costs_csv(request, table: str):
     form = CostFilterForm(request.GET, ledger.model_labels())
     if not form.is_valid():
-        return HttpResponseBadRequest(" ".join(e for errors in form.errors.values() for e in errors))
+        return HttpResponseBadRequest(" ".join(str(e) for errors in form.errors.values() for e in errors))
     scope = form.scope()
     if table == "ledger":
         lines = _csv_lines(LEDGER_HEADER, _ledger_rows(scope))
