@@ -26,8 +26,8 @@ class GatewayModelAdmin(admin.ModelAdmin):
 
 class MessageInline(admin.TabularInline):
     model = Message
-    fields = ["role", "parent", "selected", "status", "model_name", "content", "error"]
-    readonly_fields = fields
+    readonly_fields = ("role", "parent", "selected", "status", "model_name", "content", "error")
+    fields = readonly_fields
     extra = 0
     can_delete = False
 
@@ -46,8 +46,8 @@ class AttachmentAdmin(admin.ModelAdmin):
 
     list_display = ["id", "message", "mime_type", "size", "width", "height", "source", "created_at"]
     list_filter = ["mime_type", "source"]
-    fields = ["message", "mime_type", "size", "width", "height", "source", "source_url", "created_at"]
-    readonly_fields = fields
+    readonly_fields = ("message", "mime_type", "size", "width", "height", "source", "source_url", "created_at")
+    fields = readonly_fields
 
     def has_add_permission(self, request):
         return False
@@ -78,8 +78,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ["user", "label", "masked", "in_use", "created_at", "last_used_at", "refused_at"]
     list_filter = ["in_use"]
     search_fields = ["user__username", "label"]
-    fields = ["user", "label", "masked", "in_use", "created_at", "last_used_at", "refused_at"]
-    readonly_fields = fields
+    readonly_fields = ("user", "label", "masked", "in_use", "created_at", "last_used_at", "refused_at")
+    fields = readonly_fields
     actions = ["revoke"]
 
     def has_add_permission(self, request):

@@ -166,8 +166,8 @@ class Message(models.Model):
     # Set by Tree.annotate for the page; these defaults describe a message with no other version.
     version_index = 1
     version_count = 1
-    prev_version_id = None
-    next_version_id = None
+    prev_version_id: int | None = None
+    next_version_id: int | None = None
     has_children = False
 
     class Meta:
@@ -217,10 +217,12 @@ class Message(models.Model):
 
     def question(self) -> Message | None:
         """The user's message this answer answers."""
+        if self.parent_id is None:
+            return None
         return Message.objects.filter(pk=self.parent_id, role=self.Role.USER).first()
 
     @classmethod
-    def no_cost_reported(cls):
+    def no_cost_reported(cls) -> models.QuerySet[Message]:
         """Answers that ended without a final chunk, so without a CostLog row.
 
         Their cost is unknown, not zero: the cost pages count them apart.

@@ -7,15 +7,18 @@ and a conversation that moves meanwhile is neither skipped nor shown twice by of
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.urls import reverse
 
 from conversations.models import Conversation
 
-EPOCH = datetime(1970, 1, 1, tzinfo=dt_timezone.utc)
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def cursor(conversation: Conversation) -> str:
@@ -31,7 +34,7 @@ def _parse_cursor(text: str) -> tuple[datetime, int]:
     return EPOCH + timedelta(microseconds=int(micros)), int(pk)
 
 
-def page(user, after: str = "") -> dict:
+def page(user: User, after: str = "") -> dict[str, Any]:
     """One page of the sidebar: {"conversations": [...], "next_page": URL or None}.
 
     Raises ValueError for a cursor that can't be read.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -20,7 +21,7 @@ class Tree:
     # What a row of the tree needs (conversation_id too: a related manager reads it).
     FIELDS = ("id", "conversation_id", "parent_id", "selected", "role")
 
-    def __init__(self, messages):
+    def __init__(self, messages: Iterable[Message]) -> None:
         self.by_id: dict[int, Message] = {}
         self.children: dict[int | None, list[Message]] = defaultdict(list)
         for m in sorted(messages, key=lambda m: m.pk):
@@ -58,7 +59,7 @@ class Tree:
         parent = message.parent_id if message.parent_id in self.by_id else None
         return self.children.get(parent, [])
 
-    def annotate(self, messages) -> None:
+    def annotate(self, messages: Iterable[Message]) -> None:
         """Set version_index (from 1), version_count, prev_version_id, next_version_id and
         has_children on each message (the page's "‹ 2/3 ›")."""
         for m in messages:

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+from typing import Any, cast
+
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -114,7 +117,11 @@ def search(request):
 
 def _tell_sidebars(user_id: int, event: events.SidebarUpdate | events.SidebarRemove) -> None:
     """Every open page of the user updates its sidebar (their sockets are in this group)."""
-    async_to_sync(get_channel_layer().group_send)(events.user_group(user_id), event)
+    layer = get_channel_layer()
+    if layer is None:
+        raise ImproperlyConfigured("CHANNEL_LAYERS has no default layer.")
+    # The channels stubs take a plain dict, which a TypedDict is not to a type checker.
+    async_to_sync(layer.group_send)(events.user_group(user_id), cast(dict[str, Any], event))
 
 
 @login_required
@@ -203,7 +210,9 @@ def export(request, conversation_id: int, fmt: str):
     else:
         body, content_type = exports.json_document(conversation, base_url), "application/json"
     response = HttpResponse(body, content_type=content_type)
-    response["Content-Disposition"] = content_disposition_header(True, exports.filename(conversation, fmt))
+    filename = exports.filename(conversation, fmt)
+    # Never None for an attachment (only an inline response without a name has no header).
+    response["Content-Disposition"] = content_disposition_header(True, filename) or "attachment"
     return response
 
 
