@@ -84,12 +84,12 @@ async def gateway_stream(writer, chunks: int, rate: float) -> None:
         delay = start + i / rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        event = '{"type": "text", "name": "output", "content": "[%.6f] word ", "index": 0}' % time.time()
+        event = f'{{"type": "text", "name": "output", "content": "[{time.time():.6f}] word ", "index": 0}}'
         writer.write(chunked(f"data: {event}\n\n".encode()))
         await writer.drain()
     final = (
-        'data: {"final": true, "usage": {"input_tokens": 5, "output_tokens": %d, "total_tokens": %d}, '
-        '"cost": {"input": 1e-07, "output": 2.5e-06, "total": 2.6e-06}, "warnings": []}\n\n' % (chunks, chunks + 5)
+        f'data: {{"final": true, "usage": {{"input_tokens": 5, "output_tokens": {chunks}, "total_tokens": {chunks + 5}}}, '
+        '"cost": {"input": 1e-07, "output": 2.5e-06, "total": 2.6e-06}, "warnings": []}\n\n'
     )
     writer.write(chunked(final.encode()) + b"0\r\n\r\n")
     await writer.drain()
