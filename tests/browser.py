@@ -13,6 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.accounts import PASSWORD
+
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -140,7 +142,6 @@ def _drop_database(url: str) -> None:
 
 # --- pages and the steps every browser test takes -----------------------------------
 
-PASSWORD = "a-long-passphrase-42"
 _usernames = (f"user{i}" for i in itertools.count(1))
 
 
@@ -157,11 +158,12 @@ def open_page(browser, **options):
     return context, page, problems
 
 
-def sign_up(page, server) -> str:
+def sign_up(page, server, username: str | None = None) -> str:
+    """A new account (a fresh name unless one is given), through the sign-up page."""
     from playwright.sync_api import expect
 
     page.goto(server.url + "/accounts/signup/")
-    username = next(_usernames)
+    username = username or next(_usernames)
     page.get_by_label("Username").fill(username)
     page.get_by_label("Password", exact=True).fill(PASSWORD)
     page.get_by_label("Password confirmation").fill(PASSWORD)

@@ -10,10 +10,15 @@ from tests.fakegateway import FakeGateway
 @pytest.fixture
 def fake_gateway():
     """A fake generation gateway on a real socket; see tests/fakegateway.py."""
-    gateway = FakeGateway()
-    gateway.start()
-    yield gateway
-    gateway.stop()
+    with FakeGateway() as gateway:
+        yield gateway
+
+
+@pytest.fixture(scope="module")
+def module_gateway():
+    """One fake gateway for a module's browser tests, which share one app process."""
+    with FakeGateway() as gateway:
+        yield gateway
 
 
 @pytest.fixture
@@ -77,6 +82,26 @@ def shared_key_allowed(db_access):
     from conversations.models import SiteSettings
 
     SiteSettings.objects.filter(pk=SiteSettings.load().pk).update(allow_shared_key=True)
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, module_gateway):
+    """The app under Daphne, as `make run` starts it, pointed at the module's fake gateway."""
+    from tests.browser import AppServer
+
+    server = AppServer(tmp_path_factory.mktemp("app"), module_gateway.base_url).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def demo_app(tmp_path_factory):
+    """The app as `make run` starts it: no UPSTREAM_BASE_URL, so the demo gateway answers."""
+    from tests.browser import AppServer
+
+    server = AppServer(tmp_path_factory.mktemp("demo")).start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -5,32 +5,8 @@ from __future__ import annotations
 import re
 import threading
 
-import pytest
-
-from tests.browser import AppServer, add_key, sign_up
-from tests.fakegateway import FakeGateway, Reply, Wait, chunk, final, sse, stream_reply
-
-
-@pytest.fixture(scope="module")
-def module_gateway():
-    with FakeGateway() as gateway:
-        yield gateway
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory, module_gateway):
-    """The app pointed at the fake gateway."""
-    server = AppServer(tmp_path_factory.mktemp("app"), module_gateway.base_url).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module")
-def demo_app(tmp_path_factory):
-    """The app as `make run` starts it: no UPSTREAM_BASE_URL, so the demo gateway answers."""
-    server = AppServer(tmp_path_factory.mktemp("demo")).start()
-    yield server
-    server.stop()
+from tests.browser import add_key, sign_up
+from tests.fakegateway import Reply, Wait, chunk, final, sse, stream_reply
 
 
 def test_it_streams_thinking_and_answer_live_then_renders_them(page, app, module_gateway):

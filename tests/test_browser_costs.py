@@ -7,33 +7,19 @@ import io
 import re
 from decimal import Decimal
 
-import pytest
-
-from tests.browser import AppServer
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory):
-    server = AppServer(tmp_path_factory.mktemp("costs")).start()
-    yield server
-    server.stop()
+from tests.browser import sign_up
 
 
 def money(text: str) -> Decimal:
     return Decimal(text.strip().removeprefix("$"))
 
 
-def test_staff_see_the_chart_sort_the_tables_and_download_the_csv(page, app):
+def test_staff_see_the_chart_sort_the_tables_and_download_the_csv(page, demo_app):
     from playwright.sync_api import expect
 
     # The first account runs the site; the seeded users come after it.
-    page.goto(app.url + "/accounts/signup/")
-    page.get_by_label("Username").fill("admin")
-    page.get_by_label("Password", exact=True).fill("a-long-passphrase-42")
-    page.get_by_label("Password confirmation").fill("a-long-passphrase-42")
-    page.get_by_role("button", name="Sign up").click()
-    expect(page.get_by_label("Message")).to_be_visible()
-    app.manage("seed_costlog", "3000", "--random-seed", "3")
+    sign_up(page, demo_app, "admin")
+    demo_app.manage("seed_costlog", "3000", "--random-seed", "3")
 
     page.get_by_role("link", name="Costs").click()
     expect(page.get_by_role("heading", name=re.compile("^Costs"))).to_be_visible()
@@ -81,18 +67,14 @@ def test_staff_see_the_chart_sort_the_tables_and_download_the_csv(page, app):
     assert len(models) == 5 and sum(Decimal(r["cost_total"]) for r in models) == total
 
 
-def test_a_user_sees_their_usage(page, app):
+def test_a_user_sees_their_usage(page, demo_app):
     from playwright.sync_api import expect
 
-    app.manage("seed_costlog", "0")  # other accounts exist (seeded ones): this one is not the admin
-    page.goto(app.url + "/accounts/signup/")
-    page.get_by_label("Username").fill("someone")
-    page.get_by_label("Password", exact=True).fill("a-long-passphrase-42")
-    page.get_by_label("Password confirmation").fill("a-long-passphrase-42")
-    page.get_by_role("button", name="Sign up").click()
+    demo_app.manage("seed_costlog", "0")  # other accounts exist (seeded ones): this one is not the admin
+    sign_up(page, demo_app, "someone")
     page.get_by_role("link", name="Usage").click()
     expect(page.get_by_role("heading", name="Usage")).to_be_visible()
     expect(page.get_by_role("heading", name=re.compile("^This month"))).to_be_visible()
     expect(page.get_by_text("No answers with a reported cost in this period.").first).to_be_visible()
     expect(page.get_by_role("link", name="Costs")).to_have_count(0)  # not staff
-    assert page.goto(app.url + "/dashboard/costs/").status == 403
+    assert page.goto(demo_app.url + "/dashboard/costs/").status == 403

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import ROOT, AppServer, add_key, open_page, sign_up
+from tests.browser import ROOT, add_key, open_page, sign_up
 from tests.fakegateway import (
-    FakeGateway,
     Reply,
     Wait,
     chunk,
@@ -39,19 +38,6 @@ ANSWER = (
     "| colour | wavelength | scattering |\n|---|---|---|\n| blue | 450 nm | 5.5× |\n| red | 700 nm | 1× |\n\n"
     "```python\ndef rayleigh(wavelength_nm: float) -> float:\n    return (700 / wavelength_nm) ** 4\n```\n"
 )
-
-
-@pytest.fixture(scope="module")
-def module_gateway():
-    with FakeGateway() as gateway:
-        yield gateway
-
-
-@pytest.fixture(scope="module")
-def app(tmp_path_factory, module_gateway):
-    server = AppServer(tmp_path_factory.mktemp("features"), module_gateway.base_url).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

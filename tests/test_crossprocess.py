@@ -15,7 +15,7 @@ import threading
 import pytest
 
 from tests.browser import AppServer, add_key, log_in, sign_up
-from tests.fakegateway import FakeGateway, Reply, Wait, chunk, final, sse
+from tests.fakegateway import Reply, Wait, chunk, final, sse
 
 pytestmark = pytest.mark.skipif(
     not (os.environ.get("REDIS_URL") and os.environ.get("DATABASE_URL", "").startswith("postgres")),
@@ -24,27 +24,21 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def gateway():
-    with FakeGateway() as fake:
-        yield fake
-
-
-@pytest.fixture(scope="module")
-def servers(tmp_path_factory, gateway):
-    a = AppServer(tmp_path_factory.mktemp("a"), gateway.base_url).start()
-    b = AppServer(tmp_path_factory.mktemp("b"), gateway.base_url, share_with=a).start(migrate=False)
+def servers(tmp_path_factory, module_gateway):
+    a = AppServer(tmp_path_factory.mktemp("a"), module_gateway.base_url).start()
+    b = AppServer(tmp_path_factory.mktemp("b"), module_gateway.base_url, share_with=a).start(migrate=False)
     yield a, b
     b.stop()
     a.stop()
 
 
-def test_a_stream_started_on_one_process_is_watched_resumed_and_stopped_on_another(browser, servers, gateway):
+def test_a_stream_started_on_one_process_is_watched_resumed_and_stopped_on_another(browser, servers, module_gateway):
     from playwright.sync_api import expect
 
     a, b = servers
     second, third = threading.Event(), threading.Event()
     never = threading.Event()
-    gateway.queue(
+    module_gateway.queue(
         Reply(
             parts=[
                 sse(chunk("alpha ")),
@@ -89,7 +83,7 @@ def test_a_stream_started_on_one_process_is_watched_resumed_and_stopped_on_anoth
 
     # Stop from B ends the request that process A holds.
     page_b.get_by_role("button", name="Stop").click()
-    assert gateway.closed.wait(10), "the gateway request was not closed"
+    assert module_gateway.closed.wait(10), "the gateway request was not closed"
     for page in (page_a, page_b):
         expect(page.get_by_role("main")).to_contain_text("Stopped.")
         expect(page.get_by_role("button", name="Send")).to_be_visible()
