@@ -40,7 +40,7 @@ async def fetch(
     *,
     client: httpx.AsyncClient | None = None,
     max_bytes: int,
-    timeout: float,  # noqa: ASYNC109 (httpx's, for each connect and read)
+    timeout: float,  # httpx's, for each connect and read
 ) -> tuple[bytes, str | None]:
     """GET an image the gateway gave as a URL: (bytes, the Content-Type it was served as).
 
@@ -138,6 +138,8 @@ async def receive(image: GatewayImage, client: httpx.AsyncClient | None = None) 
             )
         except GatewayError as exc:
             raise RejectedImage(f"{exc.message} It was not kept.") from None
+    if data is None:
+        raise RejectedImage("The gateway sent an image item with nothing in it. It was not kept.")
     # Pillow reads the bytes: off the event loop.
     return await asyncio.to_thread(check, data, source=image.source, source_url=image.url or "")
 

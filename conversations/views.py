@@ -1,14 +1,10 @@
 from __future__ import annotations
 
-from typing import Any, cast
-
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
@@ -117,11 +113,7 @@ def search(request):
 
 def _tell_sidebars(user_id: int, event: events.SidebarUpdate | events.SidebarRemove) -> None:
     """Every open page of the user updates its sidebar (their sockets are in this group)."""
-    layer = get_channel_layer()
-    if layer is None:
-        raise ImproperlyConfigured("CHANNEL_LAYERS has no default layer.")
-    # The channels stubs take a plain dict, which a TypedDict is not to a type checker.
-    async_to_sync(layer.group_send)(events.user_group(user_id), cast(dict[str, Any], event))
+    async_to_sync(events.layer().group_send)(events.user_group(user_id), event)
 
 
 @login_required

@@ -71,7 +71,15 @@ def test_it_tells_answer_text_from_thinking():
 
 
 def ending(**kwargs):
-    args = dict(final=None, stopped=False, error=None, streaming=True, texts=Texts(), got_images=False, image_errors=[])
+    args = {
+        "final": None,
+        "stopped": False,
+        "error": None,
+        "streaming": True,
+        "texts": Texts(),
+        "got_images": False,
+        "image_errors": [],
+    }
     args.update(kwargs)
     return outcome(**args)
 

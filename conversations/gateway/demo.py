@@ -82,14 +82,14 @@ def _final(input_tokens: int, output_tokens: int) -> bytes:
     return f'data: {{"final": true, "usage": {usage}, "cost": {cost}, "warnings": []}}\n\n'.encode()
 
 
-def _prompt(body) -> str | None:
+def _prompt(body) -> str:
     if not isinstance(body, dict):
-        return None
+        return ""
     items = body.get("input")
     if not isinstance(items, list) or not items or not isinstance(items[0], dict):
-        return None
+        return ""
     content = items[0].get("content")
-    return content if isinstance(content, str) and content.strip() else None
+    return content if isinstance(content, str) and content.strip() else ""
 
 
 def _checked_body(request):
@@ -102,7 +102,7 @@ def _checked_body(request):
         body = json.loads(request.body)
     except ValueError:
         return None, JsonResponse({"detail": "The body is not JSON."}, status=422)
-    if _prompt(body) is None or not body.get("service_name") or not body.get("model_name"):
+    if not _prompt(body) or not body.get("service_name") or not body.get("model_name"):
         return None, JsonResponse(
             {"detail": [{"loc": ["body", "input"], "msg": "service_name, model_name and a text input are required"}]},
             status=422,

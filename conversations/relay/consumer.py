@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Awaitable, Callable
+from typing import cast
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
@@ -25,11 +27,16 @@ from conversations.relay.catchup import DeltaFilter
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
+    @property
+    def layer(self) -> events.Layer:
+        return cast(events.Layer, self.channel_layer)
+
     async def connect(self):
-        self.user = self.scope["user"]
-        if not self.user.is_authenticated:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
             await self.close()  # before accept: the handshake is refused
             return
+        self.user = user
         self.deltas = DeltaFilter()
         self.watching: set[str] = set()  # groups this socket joined
         self.deadline: asyncio.Task | None = None
@@ -51,7 +58,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             deadline.cancel()
         # Leave the groups at once, so no delta queues up for a socket that is gone.
         for group in getattr(self, "watching", ()):
-            await self.channel_layer.group_discard(group, self.channel_name)
+            await self.layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
         if text_data is None or len(text_data) > settings.MAX_FRAME_CHARS:
@@ -74,8 +81,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def send_message(self, data: dict):
         text = await self.valid_text(data.get("message"))
-        model = text and await self.valid_model(data.get("model"))
-        if not model:
+        if text is None:
+            return
+        model = await self.valid_model(data.get("model"))
+        if model is None:
             return
         conversation, settings_data = None, None
         if data.get("conversation"):
@@ -134,7 +143,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error("That question was not found.")
             return
         text = await self.valid_text(data.get("text"))
-        model = text and await self.valid_model(data.get("model"))
+        if text is None:
+            return
+        model = await self.valid_model(data.get("model"))
         if model and (admitted := await self.admit(question.conversation)):
             await self.launch(await database_sync_to_async(turns.edit)(question, text, model), admitted)
 
@@ -158,7 +169,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error(admission.BUSY)
             return
         # Every tab showing the conversation (this one included) redraws its messages.
-        await self.channel_layer.group_send(events.conversation_group(conversation.pk), events.thread(conversation.pk))
+        await self.layer.group_send(events.conversation_group(conversation.pk), events.thread(conversation.pk))
 
     async def stop(self, data: dict):
         conversation = await self.owned(data.get("conversation"))
@@ -246,7 +257,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def catch_up_deadline(self, answer_id: int):
         await asyncio.sleep(settings.STREAM_CATCH_UP_TIMEOUT)
         # Through the channel, so it is handled in turn with the other events.
-        await self.channel_layer.send(self.channel_name, events.catch_up_timeout(answer_id))
+        await self.layer.send(self.channel_name, events.catch_up_timeout(answer_id))
 
     # --- events from the groups (events.py) -------------------------------------------
 
@@ -312,7 +323,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     # --- the user's own objects -------------------------------------------------------
 
     async def watch(self, group: str):
-        await self.channel_layer.group_add(group, self.channel_name)
+        await self.layer.group_add(group, self.channel_name)
         self.watching.add(group)
 
     async def send_error(self, text: str):
@@ -322,7 +333,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def owned(self, conversation_id) -> Conversation | None:
         """The user's conversation with this id, or None: another user's is 'not found'."""
         try:
-            return Conversation.objects.get(pk=int(conversation_id), user=self.user)
+            return Conversation.objects.get(pk=int(conversation_id), user_id=self.user.pk)
         except (Conversation.DoesNotExist, TypeError, ValueError):
             return None
 
@@ -330,7 +341,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
     def owned_message(self, message_id, role: str | None = None) -> Message | None:
         """The user's message with this id (of this role), or None: another user's is "not found"."""
         try:
-            messages = Message.objects.select_related("conversation").filter(conversation__user=self.user)
+            messages = Message.objects.select_related("conversation").filter(conversation__user_id=self.user.pk)
             if role is not None:
                 messages = messages.filter(role=role)
             return messages.get(pk=int(message_id))
@@ -350,7 +361,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
 
 # What the page can ask for ({"action": ...}; a message without one is "send").
-ACTIONS = {
+ACTIONS: dict[str, Callable[[ChatConsumer, dict], Awaitable[None]]] = {
     "send": ChatConsumer.send_message,
     "stop": ChatConsumer.stop,
     "retry": ChatConsumer.retry,

@@ -13,7 +13,10 @@ fields. Three kinds of group:
 
 from __future__ import annotations
 
-from typing import Literal, NotRequired, TypedDict
+from typing import Literal, NotRequired, Protocol, TypedDict, cast
+
+from channels.layers import get_channel_layer
+from django.core.exceptions import ImproperlyConfigured
 
 # --- groups (names: < 100 characters of [A-Za-z0-9._-]) -------------------------------
 
@@ -179,9 +182,35 @@ class SidebarRemove(TypedDict):
 def sidebar_update(conversation: int, *, new: bool = False, origin: str = "") -> SidebarUpdate:
     event: SidebarUpdate = {"type": "sidebar.update", "conversation": conversation}
     if new:
-        event.update(new=True, origin=origin)
+        event["new"], event["origin"] = True, origin
     return event
 
 
 def sidebar_remove(conversation: int) -> SidebarRemove:
     return {"type": "sidebar.remove", "conversation": conversation}
+
+
+Event = (
+    Turn | Delta | Status | Done | Thread | CatchUp | CatchUpTimeout | Stop | SnapshotRequest | SidebarUpdate
+    | SidebarRemove
+)
+
+
+class Layer(Protocol):
+    """The channel layer, as the relay uses it: it carries these events (Channels' own
+    types say "a dict", which a TypedDict is not)."""
+
+    async def send(self, channel: str, message: Event) -> None: ...
+    async def group_send(self, group: str, message: Event) -> None: ...
+    async def group_add(self, group: str, channel: str) -> None: ...
+    async def group_discard(self, group: str, channel: str) -> None: ...
+    async def new_channel(self, prefix: str = "specific.") -> str: ...
+    async def receive(self, channel: str) -> dict: ...
+
+
+def layer() -> Layer:
+    """The default channel layer (settings.CHANNEL_LAYERS always defines one)."""
+    channel_layer = get_channel_layer()
+    if channel_layer is None:
+        raise ImproperlyConfigured("CHANNEL_LAYERS has no default layer: the relay needs one.")
+    return cast(Layer, channel_layer)

@@ -7,6 +7,9 @@ functions read the database: the consumer calls them off the event loop.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
@@ -16,7 +19,7 @@ from conversations.models import Conversation, Message
 from conversations.relay import events
 
 
-def _render(partial: str, context: dict) -> str:
+def _render(partial: str, context: Mapping[str, Any]) -> str:
     return render_to_string(f"conversations/stream.html#{partial}", context)
 
 
@@ -46,13 +49,10 @@ def status(message_id: int, text: str) -> str:
 def _as_started(answer_id: int, model_name: str, conversation_id: int | None = None) -> Message:
     """An answer drawn as it started, not as stored: a fast one may have ended (or
     checkpointed text) by now, and its own deltas and "done" follow."""
-    return Message(
-        pk=answer_id,
-        conversation_id=conversation_id,
-        role=Message.Role.ASSISTANT,
-        status=Message.Status.STREAMING,
-        model_name=model_name,
-    )
+    answer = Message(pk=answer_id, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, model_name=model_name)
+    if conversation_id is not None:
+        answer.conversation_id = conversation_id
+    return answer
 
 
 def turn_for(question_id: int | None, answer_id: int, model_name: str, previous: int | None = None) -> str:

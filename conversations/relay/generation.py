@@ -30,7 +30,6 @@ from datetime import timedelta
 from typing import NamedTuple
 
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -162,7 +161,7 @@ class Generation:
         self.user_id = user_id
         self.api_key_id = api_key_id  # the user's ApiKey, or None for the site's shared key
         self.streaming = streaming  # False: an image model, answering through /generate
-        self.layer = get_channel_layer()
+        self.layer = events.layer()
 
         self.texts = Texts()
         self.received = False  # anything arrived: from now on, never retry silently
@@ -428,7 +427,7 @@ async def launch(turn: NewTurn, *, user_id: int, api_key_id: int | None, channel
     generation = Generation(answer, turn.request_body(), user_id, api_key_id, streaming=turn.model.streaming)
     _running[answer.pk] = generation
     await generation.listen_for_control()
-    layer = get_channel_layer()
+    layer = events.layer()
     group = events.conversation_group(conversation.pk)
     await layer.group_add(group, channel_name)
     # Sent before the task exists, so no delta can overtake it.
@@ -458,12 +457,12 @@ def running(answer_id: int) -> Generation | None:
 
 async def stop(answer_id: int) -> None:
     """Ask the generation to stop, wherever it runs."""
-    await get_channel_layer().group_send(events.control_group(answer_id), events.stop())
+    await events.layer().group_send(events.control_group(answer_id), events.stop())
 
 
 async def request_snapshot(answer_id: int, reply_to: str) -> None:
     """Ask the generation for its text so far; it answers `reply_to` with chat.catch_up."""
-    await get_channel_layer().group_send(events.control_group(answer_id), events.snapshot_request(reply_to))
+    await events.layer().group_send(events.control_group(answer_id), events.snapshot_request(reply_to))
 
 
 RESTART_ERROR = "The server restarted while this answer was being generated; the text above is what had arrived."

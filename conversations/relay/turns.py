@@ -89,6 +89,8 @@ def regenerate(answer: Message, model: GatewayModel) -> NewTurn:
     with transaction.atomic():
         conversation = Conversation.objects.get(pk=answer.conversation_id)
         question = answer.question()
+        if question is None:  # the consumer refuses these first
+            raise ValueError(f"answer {answer.pk} follows no question")
         fresh = _new_answer(conversation, question, model, now)
         conversation.save(update_fields=_switch_model(conversation, model, now))
         history = conversation.history(before=question)
