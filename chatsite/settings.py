@@ -84,6 +84,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.forms",  # Django's widget templates, for forms drawn from templates/ (SettingsForm)
     "channels",
     "django_htmx",
     "template_partials",

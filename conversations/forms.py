@@ -2,6 +2,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth.forms import AuthenticationForm, UserCreationForm
 from django.core.validators import MaxValueValidator
+from django.forms.renderers import TemplatesSetting
 
 
 class NoColonMixin:
@@ -33,8 +34,18 @@ class RenameForm(NoColonMixin, forms.Form):
         return title
 
 
+class ConversationFormRenderer(TemplatesSetting):
+    """Draws a form from templates/ (Django's widgets come from the "django.forms" app),
+    each field with the field template there: label, input, hint and errors."""
+
+    field_template_name = "conversations/forms/field.html"
+
+
 class SettingsForm(NoColonMixin, forms.Form):
     """A conversation's settings, sent as `parameters`. Empty means "the model's own"."""
+
+    default_renderer = ConversationFormRenderer
+    template_name = "conversations/forms/settings.html"
 
     system_prompt = forms.CharField(
         label="System prompt",
