@@ -51,35 +51,65 @@
   });
 
   // Remember what was sent: it leaves the box only when the server has accepted it,
-  // so a refused message (too long, no model...) is never lost.
+  // so a refused message (too long, no model...) is never lost. And which version
+  // switcher was used: the switch redraws the messages, and the focus goes back to it.
+  let refocus = null;
   document.addEventListener("htmx:wsConfigSend", function (event) {
     if (event.target.id === "composer") sentText = event.detail.parameters.message;
-    // A version switch redraws the messages: put the focus back on the same switcher.
     const versions = event.target.closest && event.target.closest(".versions");
     if (versions) {
       refocus = { group: versions.dataset.group, next: event.target.classList.contains("version-next") };
     }
   });
 
-  // Follow a streaming answer, unless the reader has scrolled up to read.
-  let following = true;
-  window.addEventListener("scroll", function () {
-    following = window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
-  }, { passive: true });
-  let refocus = null;
-  document.addEventListener("htmx:wsAfterMessage", function (event) {
-    if (refocus && event.detail.message.indexOf('id="messages"') !== -1) {
-      const group = document.querySelector('.versions[data-group="' + refocus.group + '"]');
-      if (group) {
-        const buttons = group.querySelectorAll("button");
-        const wanted = refocus.next ? buttons[buttons.length - 1] : buttons[0];
-        const button = wanted && !wanted.disabled ? wanted : Array.from(buttons).find(function (b) { return !b.disabled; });
-        button?.focus();
-      }
-      refocus = null;
-      return;
+  // What the socket swapped in. For each out-of-band swap of a message htmx fires
+  // htmx:oobAfterSwap once on the socket's element (#chat), with detail.target the
+  // element swapped: the one filled, or the one replaced (out of the page now: its
+  // successor has its id). It also fires on the elements swapped in earlier by the same
+  // message, which bubble here too: skipped, so each swap counts once.
+  function afterSwap(id, handler) {
+    document.addEventListener("htmx:oobAfterSwap", function (event) {
+      if (event.target.id === "chat" && event.detail.target.id === id) handler(document.getElementById(id));
+    });
+  }
+
+  // The server accepted a message: stream.html#accepted replaces the composer's
+  // conversation field. The sent text leaves the box, and the address bar shows the
+  // conversation's own URL (the field's data-url), so a reload keeps it.
+  afterSwap("conversation-field", function (field) {
+    const box = document.getElementById("message-input");
+    if (box && sentText !== null && box.value.startsWith(sentText)) {
+      box.value = box.value.slice(sentText.length).trimStart();
     }
+    sentText = null;
+    if (field.dataset.url && location.pathname !== field.dataset.url) {
+      history.replaceState(null, "", field.dataset.url);
+    }
+  });
+
+  // Follow a streaming answer, unless the reader has scrolled up to read.
+  function atBottom() {
+    return window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
+  }
+  let following = true;
+  window.addEventListener("scroll", function () { following = atBottom(); }, { passive: true });
+  document.addEventListener("htmx:wsAfterMessage", function () {
     if (following) window.scrollTo(0, document.body.scrollHeight);
+  });
+
+  // The messages were redrawn (stream.html#thread): after a version switch, the focus
+  // goes back to its switcher, and the page stays where that put it.
+  afterSwap("messages", function () {
+    if (!refocus) return;
+    const group = document.querySelector('.versions[data-group="' + refocus.group + '"]');
+    if (group) {
+      const buttons = group.querySelectorAll("button");
+      const wanted = refocus.next ? buttons[buttons.length - 1] : buttons[0];
+      const button = wanted && !wanted.disabled ? wanted : Array.from(buttons).find(function (b) { return !b.disabled; });
+      button?.focus();
+    }
+    following = atBottom();
+    refocus = null;
   });
 
   // htmx's ws extension reconnects by itself only after abnormal closes (1006...);
@@ -107,21 +137,6 @@
     });
     if (marked.length) {
       event.detail.socketWrapper.send(JSON.stringify({ action: "sidebar", conversations: marked }));
-    }
-  });
-
-  document.addEventListener("htmx:wsAfterMessage", function () {
-    const signal = document.getElementById("composer-accepted");
-    if (!signal || !signal.hasAttribute("data-accepted") || signal.dataset.handled) return;
-    signal.dataset.handled = "1";
-    const box = document.getElementById("message-input");
-    if (box && sentText !== null && box.value.startsWith(sentText)) {
-      box.value = box.value.slice(sentText.length).trimStart();
-    }
-    sentText = null;
-    // The new conversation's own URL, so a reload keeps it.
-    if (signal.dataset.url && location.pathname !== signal.dataset.url) {
-      history.replaceState(null, "", signal.dataset.url);
     }
   });
 

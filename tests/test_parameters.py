@@ -122,7 +122,7 @@ async def test_a_new_chat_sends_its_settings_with_the_first_message(alice, db_mo
     conversation = await db(lambda: Conversation.objects.get())
     assert (conversation.system_prompt, conversation.enable_thinking) == ("Answer in French.", False)
     # The panel is now the conversation's own (saved with a button).
-    accepted = next(f for f in frames if "composer-accepted" in f)
+    accepted = next(f for f in frames if 'id="conversation-field"' in f)
     assert f'hx-post="/c/{conversation.pk}/settings/"' in accepted and 'id="settings-panel"' in accepted
     await socket.disconnect()
     await no_generation_left()
