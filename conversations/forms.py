@@ -90,6 +90,7 @@ class SettingsForm(NoColonMixin, forms.Form):
         super().__init__(*args, **kwargs)
         limit = settings.MAX_OUTPUT_TOKENS
         field = self.fields["max_output_tokens"]
+        assert isinstance(field, forms.IntegerField)
         field.max_value = limit
         field.validators.append(MaxValueValidator(limit, f"Maximum output tokens can be at most {limit:,}."))
         field.widget.attrs["max"] = limit
@@ -109,4 +110,4 @@ class SettingsForm(NoColonMixin, forms.Form):
 
     def error_text(self) -> str:
         """All the errors in one sentence (for the chat's error line)."""
-        return " ".join(error for errors in self.errors.values() for error in errors)
+        return " ".join(str(error) for errors in self.errors.values() for error in errors)

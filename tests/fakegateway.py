@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Union
+from typing import Any
 
 BASE_PATH = "/api/v1"
 ROUTES = (f"{BASE_PATH}/generate/stream", f"{BASE_PATH}/generate")
@@ -50,7 +50,7 @@ class Cut:
     """Close the socket mid-stream: no final chunk, no chunked terminator."""
 
 
-Part = Union[bytes, Pause, Wait, Cut]
+Part = bytes | Pause | Wait | Cut
 
 
 @dataclass

@@ -9,7 +9,7 @@ os.environ["UPSTREAM_BASE_URL"] = "http://127.0.0.1:9/api/v1"  # each test point
 os.environ["UPSTREAM_API_KEY"] = "sk_test_site_key"
 os.environ["FIELD_ENCRYPTION_KEYS"] = "dGVzdHMtb25seS10ZXN0cy1vbmx5LXRlc3RzLW9ubHk="
 
-from chatsite.settings import *  # noqa: E402,F403
+from chatsite.settings import *  # noqa: F403
 
 STATIC_ROOT = None  # nothing collected; WhiteNoise would warn about a missing folder
 # Page renders in tests use {% static %} without running collectstatic.
