@@ -146,9 +146,7 @@ def main():
             timings.append((time.perf_counter() - t0) * 1000)
         timings.sort()
         p90 = timings[min(len(timings) - 1, round(0.9 * (len(timings) - 1)))]
-        print(
-            f"{name:<24} {rows_in(url):>9,} {statistics.median(timings):>7.0f}ms {p90:>7.0f}ms {timings[0]:>7.0f}ms"
-        )
+        print(f"{name:<24} {rows_in(url):>9,} {statistics.median(timings):>7.0f}ms {p90:>7.0f}ms {timings[0]:>7.0f}ms")
         if args.explain:
             explain(client, url, headers)
 

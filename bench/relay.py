@@ -231,12 +231,20 @@ class Client:
         import websockets
 
         self.socket = await websockets.connect(
-            self.url, additional_headers={"Cookie": self.cookie, "Origin": self.origin}, max_size=None,
-            open_timeout=60, ping_interval=None,
+            self.url,
+            additional_headers={"Cookie": self.cookie, "Origin": self.origin},
+            max_size=None,
+            open_timeout=60,
+            ping_interval=None,
         )
 
     async def chat(self, model: int, chunks: int, rate: float) -> None:
-        message = {"action": "send", "message": f"bench chunks={chunks} rate={rate}", "model": model, "conversation": ""}
+        message = {
+            "action": "send",
+            "message": f"bench chunks={chunks} rate={rate}",
+            "model": model,
+            "conversation": "",
+        }
         await self.socket.send(json.dumps(message))
         async for frame in self.socket:
             now = time.time()
@@ -255,7 +263,9 @@ class Client:
 
 async def relay_phase(app: App, cookies: list[str], model: int, n: int, chunks: int, rate: float) -> dict:
     clients = [
-        Client(f"ws://127.0.0.1:{app.ports[i % len(app.ports)]}/ws/chat/", cookies[i], f"http://127.0.0.1:{app.ports[0]}")
+        Client(
+            f"ws://127.0.0.1:{app.ports[i % len(app.ports)]}/ws/chat/", cookies[i], f"http://127.0.0.1:{app.ports[0]}"
+        )
         for i in range(n)
     ]
     for start in range(0, n, 50):  # connect in batches, like tabs opening over a moment
@@ -294,7 +304,11 @@ async def bare_phase(gateway_url: str, n: int, chunks: int, rate: float) -> dict
     latencies: list[list[float]] = [[] for _ in range(n)]
 
     async def read(i: int, client: httpx.AsyncClient) -> None:
-        body = {"service_name": "s", "model_name": "m", "input": [{"type": "text", "name": "input", "content": f"bench chunks={chunks} rate={rate}"}]}
+        body = {
+            "service_name": "s",
+            "model_name": "m",
+            "input": [{"type": "text", "name": "input", "content": f"bench chunks={chunks} rate={rate}"}],
+        }
         async with aconnect_sse(client, "POST", gateway_url + "/generate/stream", json=body) as source:
             async for event in source.aiter_sse():
                 now = time.time()
@@ -313,7 +327,10 @@ async def bare_phase(gateway_url: str, n: int, chunks: int, rate: float) -> dict
 
 async def idle_sockets(app: App, cookies: list[str], n: int) -> float:
     """Resident memory per connected, idle socket."""
-    clients = [Client(f"ws://127.0.0.1:{app.ports[0]}/ws/chat/", cookies[i], f"http://127.0.0.1:{app.ports[0]}") for i in range(n)]
+    clients = [
+        Client(f"ws://127.0.0.1:{app.ports[0]}/ws/chat/", cookies[i], f"http://127.0.0.1:{app.ports[0]}")
+        for i in range(n)
+    ]
     before = app.rss_bytes()
     for start in range(0, n, 50):
         await asyncio.gather(*(c.connect() for c in clients[start : start + 50]))
@@ -330,7 +347,8 @@ def count_queries(gateway_url: str) -> dict[int, int]:
     """Queries for one answer of 500 and one of 5,000 chunks, counted at the driver."""
     workdir = Path(tempfile.mkdtemp(prefix="chatsite-bench-queries-"))
     os.environ.update(
-        DJANGO_SETTINGS_MODULE="tests.settings", DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
+        DJANGO_SETTINGS_MODULE="tests.settings",
+        DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
     )
     os.environ.pop("REDIS_URL", None)
     import django
@@ -372,7 +390,9 @@ def count_queries(gateway_url: str) -> dict[int, int]:
         socket = await open_socket(user)
         counter["n"] = 0
         await socket.send_to(
-            text_data=json.dumps({"action": "send", "message": f"bench chunks={chunks} rate=2000", "model": model, "conversation": ""})
+            text_data=json.dumps(
+                {"action": "send", "message": f"bench chunks={chunks} rate=2000", "model": model, "conversation": ""}
+            )
         )
         await until_done(socket, timeout=60)
         await no_generation_left()
@@ -381,7 +401,9 @@ def count_queries(gateway_url: str) -> dict[int, int]:
         return queries
 
     async def both():
-        await sync_to_async(lambda: SiteSettings.objects.filter(pk=SiteSettings.load().pk).update(allow_shared_key=True))()
+        await sync_to_async(
+            lambda: SiteSettings.objects.filter(pk=SiteSettings.load().pk).update(allow_shared_key=True)
+        )()
         return {chunks: await one(chunks) for chunks in (500, 5000)}
 
     return asyncio.run(both())
@@ -418,11 +440,15 @@ def main() -> None:
         app.start()
         machine = f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
         setup = "2 Daphne processes, Redis + PostgreSQL" if args.redis else "1 Daphne process, SQLite + in-memory layer"
-        print(f"chatsite relay benchmark: {setup}; {machine}; {args.rate:g} chunks/s per stream, {chunks} chunks each\n")
+        print(
+            f"chatsite relay benchmark: {setup}; {machine}; {args.rate:g} chunks/s per stream, {chunks} chunks each\n"
+        )
         # Before any stream, while the process is small: memory per connected idle socket.
         idle = asyncio.run(idle_sockets(app, cookies, 500))
-        print(f"{'N':>5} | {'relay p50':>9} {'relay p99':>9} | {'bare p50':>8} {'bare p99':>8} | {'chunks/s':>8} | "
-              f"{'CPU/chunk relay':>15} {'bare':>6} {'ratio':>5} | {'RSS':>7}")
+        print(
+            f"{'N':>5} | {'relay p50':>9} {'relay p99':>9} | {'bare p50':>8} {'bare p99':>8} | {'chunks/s':>8} | "
+            f"{'CPU/chunk relay':>15} {'bare':>6} {'ratio':>5} | {'RSS':>7}"
+        )
         print("-" * 106)
         wire = None
         per_stream = None
@@ -432,8 +458,8 @@ def main() -> None:
             relay_cpu = relay["cpu"] / max(relay["chunks"], 1) * 1e6
             bare_cpu = bare["cpu"] / max(bare["chunks"], 1) * 1e6
             print(
-                f"{n:>5} | {percentile(relay['latencies'], .5) * 1e3:>7.1f}ms {percentile(relay['latencies'], .99) * 1e3:>7.1f}ms | "
-                f"{percentile(bare['latencies'], .5) * 1e3:>6.1f}ms {percentile(bare['latencies'], .99) * 1e3:>6.1f}ms | "
+                f"{n:>5} | {percentile(relay['latencies'], 0.5) * 1e3:>7.1f}ms {percentile(relay['latencies'], 0.99) * 1e3:>7.1f}ms | "
+                f"{percentile(bare['latencies'], 0.5) * 1e3:>6.1f}ms {percentile(bare['latencies'], 0.99) * 1e3:>6.1f}ms | "
                 f"{relay['chunks'] / relay['wall']:>8.0f} | {relay_cpu:>13.0f}µs {bare_cpu:>4.0f}µs {relay_cpu / bare_cpu:>5.2f} | "
                 f"{relay['rss_mid'] / 2**20:>5.0f}MB",
                 flush=True,
@@ -462,7 +488,11 @@ def main() -> None:
         if args.redis:
             env["DATABASE_URL"] = database_url
             reset_postgres(database_url)
-        subprocess.run([sys.executable, str(ROOT / "bench" / "dashboard.py"), "--rows", str(args.dashboard_rows), "--runs", "5"], env=env, check=True)
+        subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "dashboard.py"), "--rows", str(args.dashboard_rows), "--runs", "5"],
+            env=env,
+            check=True,
+        )
 
 
 def run_queries(gateway_url: str) -> dict:
@@ -479,8 +509,14 @@ def reset_postgres(url: str) -> None:
     import psycopg
 
     db = dj_database_url.parse(url)
-    with psycopg.connect(host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"],
-                         dbname="postgres", autocommit=True) as connection:
+    with psycopg.connect(
+        host=db["HOST"],
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"],
+        dbname="postgres",
+        autocommit=True,
+    ) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{db["NAME"]}" WITH (FORCE)')
         connection.execute(f'CREATE DATABASE "{db["NAME"]}"')
 

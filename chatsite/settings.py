@@ -233,8 +233,7 @@ for _position, _key in enumerate(FIELD_ENCRYPTION_KEYS, start=1):
         Fernet(_key)
     except ValueError:
         raise ImproperlyConfigured(
-            f"FIELD_ENCRYPTION_KEYS: key number {_position} is not a Fernet key "
-            "(32 url-safe base64-encoded bytes)."
+            f"FIELD_ENCRYPTION_KEYS: key number {_position} is not a Fernet key (32 url-safe base64-encoded bytes)."
         ) from None
 
 ALLOW_SIGNUP = env_bool("ALLOW_SIGNUP", True)
@@ -246,9 +245,7 @@ DEMO_GATEWAY = not UPSTREAM_BASE_URL
 if DEMO_GATEWAY:
     UPSTREAM_BASE_URL = f"http://127.0.0.1:{PORT}/demo-gateway/api/v1"
 elif not UPSTREAM_BASE_URL.startswith(("http://", "https://")):
-    raise ImproperlyConfigured(
-        f"UPSTREAM_BASE_URL must start with http:// or https://, not {UPSTREAM_BASE_URL!r}."
-    )
+    raise ImproperlyConfigured(f"UPSTREAM_BASE_URL must start with http:// or https://, not {UPSTREAM_BASE_URL!r}.")
 UPSTREAM_API_KEY = os.environ.get("UPSTREAM_API_KEY", "") or ("sk_demo" if DEMO_GATEWAY else "")
 # The longest silence allowed between two chunks (thinking models can be quiet a while).
 UPSTREAM_READ_TIMEOUT = env_float("UPSTREAM_READ_TIMEOUT", 120.0)

@@ -51,7 +51,12 @@ def markdown(conversation: Conversation, base_url: str) -> str:
         lines += [f"## {m.model_name or 'Assistant'}{version}", ""]
         if m.thinking:
             seconds = f" for {m.thinking_seconds} s" if m.thinking_seconds is not None else ""
-            lines += [f"> Thought{seconds}:", ">", *[f"> {line}" if line else ">" for line in m.thinking.splitlines()], ""]
+            lines += [
+                f"> Thought{seconds}:",
+                ">",
+                *[f"> {line}" if line else ">" for line in m.thinking.splitlines()],
+                "",
+            ]
         if m.content:
             lines.append(m.content)
         for a in m.attachments.all():
@@ -90,9 +95,7 @@ def _time(value) -> str | None:
 
 
 def json_document(conversation: Conversation, base_url: str) -> str:
-    messages = list(
-        conversation.messages.select_related("cost_log").prefetch_related("attachments").order_by("id")
-    )
+    messages = list(conversation.messages.select_related("cost_log").prefetch_related("attachments").order_by("id"))
     tree = Tree(messages)
     tree.annotate(messages)
     shown = [m.pk for m in tree.path()]

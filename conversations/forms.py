@@ -22,10 +22,14 @@ class SignupForm(NoColonMixin, UserCreationForm):
 
 
 class RenameForm(NoColonMixin, forms.Form):
-    title = forms.CharField(label="Title", max_length=200, error_messages={
-        "required": "Give the conversation a title.",
-        "max_length": "A title can be at most %(limit_value)d characters long (this one has %(show_value)d).",
-    })
+    title = forms.CharField(
+        label="Title",
+        max_length=200,
+        error_messages={
+            "required": "Give the conversation a title.",
+            "max_length": "A title can be at most %(limit_value)d characters long (this one has %(show_value)d).",
+        },
+    )
 
     def clean_title(self):
         title = " ".join(self.cleaned_data["title"].split())

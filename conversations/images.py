@@ -96,7 +96,9 @@ def check(data: bytes, *, source: str = "base64", source_url: str = "") -> Check
     """
     limit = settings.MAX_IMAGE_BYTES
     if len(data) > limit:
-        raise RejectedImage(f"An image of {human_size(len(data))} is over the {human_size(limit)} limit; it was not kept.")
+        raise RejectedImage(
+            f"An image of {human_size(len(data))} is over the {human_size(limit)} limit; it was not kept."
+        )
     if not data:
         raise RejectedImage("The gateway sent an empty image; it was not kept.")
     kind = None
@@ -110,7 +112,9 @@ def check(data: bytes, *, source: str = "base64", source_url: str = "") -> Check
                     image.verify()  # reads the whole file: a truncated or corrupt one fails here
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning):
         if kind is None:
-            raise RejectedImage(f"The gateway sent a file that is not a {ALLOWED_NAMES} image; it was not kept.") from None
+            raise RejectedImage(
+                f"The gateway sent a file that is not a {ALLOWED_NAMES} image; it was not kept."
+            ) from None
         raise RejectedImage(f"The gateway sent a {kind} image too large to open; it was not kept.") from None
     except Exception:  # Pillow raises many kinds of errors for a damaged file
         raise RejectedImage(f"The gateway sent a damaged {kind or 'image'} file; it was not kept.") from None

@@ -51,7 +51,10 @@ class Conversation(models.Model):
     # Settings (the "Settings" panel), sent as `parameters`: only what the user set.
     system_prompt = models.TextField(blank=True)
     temperature = models.FloatField(
-        null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(2)], help_text="Empty: the model's own."
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0), MaxValueValidator(2)],
+        help_text="Empty: the model's own.",
     )
     max_output_tokens = models.PositiveIntegerField(
         null=True, blank=True, validators=[MinValueValidator(1)], help_text="Empty: the model's own."
@@ -85,9 +88,12 @@ class Conversation(models.Model):
         each annotated with its version number (see Tree.annotate)."""
         tree = self.tree()
         path = tree.path()
-        full = Message.objects.filter(pk__in=[m.pk for m in path]).select_related("cost_log").prefetch_related(
-            "attachments"
-        ).in_bulk()
+        full = (
+            Message.objects.filter(pk__in=[m.pk for m in path])
+            .select_related("cost_log")
+            .prefetch_related("attachments")
+            .in_bulk()
+        )
         thread = [full[m.pk] for m in path]
         tree.annotate(thread)
         return thread
@@ -106,9 +112,7 @@ class Conversation(models.Model):
         tree = self.tree()
         ids = [m.pk for m in tree.ancestors(before.parent_id)]
         texts = Message.objects.only("id", "role", "content").in_bulk(ids)
-        return [
-            texts[pk] for pk in ids if texts[pk].role == Message.Role.USER or texts[pk].content
-        ]
+        return [texts[pk] for pk in ids if texts[pk].role == Message.Role.USER or texts[pk].content]
 
     def cost_totals(self) -> dict:
         """What this conversation cost so far (the ledger's sums) and how many answers reported no cost."""
@@ -192,7 +196,6 @@ class Message(models.Model):
     def siblings(self):
         """This message's versions, itself included."""
         return Message.objects.filter(conversation_id=self.conversation_id, parent_id=self.parent_id)
-
 
     @property
     def is_streaming(self) -> bool:
@@ -291,7 +294,15 @@ class CostLog(models.Model):
         # day and model, for the per-day sums without a sort.
         indexes = [
             models.Index(
-                fields=["created_at", "user", "conversation", "cost_total", "total_tokens", "service_name", "model_name"],
+                fields=[
+                    "created_at",
+                    "user",
+                    "conversation",
+                    "cost_total",
+                    "total_tokens",
+                    "service_name",
+                    "model_name",
+                ],
                 name="costlog_time_totals",
             ),
             models.Index(fields=["user", "created_at", "cost_total", "total_tokens"], name="costlog_user_time_totals"),
@@ -377,8 +388,7 @@ class SiteSettings(models.Model):
     shared_key_masked = models.CharField(max_length=40, blank=True, editable=False)
     allow_shared_key = models.BooleanField(
         default=False,
-        help_text="Users with no key of their own chat with the shared key "
-        "(the one set here, else UPSTREAM_API_KEY).",
+        help_text="Users with no key of their own chat with the shared key (the one set here, else UPSTREAM_API_KEY).",
     )
     default_monthly_budget = MoneyField(
         null=True,

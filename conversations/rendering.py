@@ -29,9 +29,7 @@ def _highlight(code: str, lang: str, attrs: str) -> str:
     return f'<pre class="highlight"><code>{highlight(code, lexer, _formatter)}</code></pre>'
 
 
-_markdown = MarkdownIt("commonmark", {"html": False, "highlight": _highlight}).enable(
-    ["table", "strikethrough"]
-)
+_markdown = MarkdownIt("commonmark", {"html": False, "highlight": _highlight}).enable(["table", "strikethrough"])
 
 _cleaner = nh3.Cleaner(
     tags=nh3.ALLOWED_TAGS - {"map", "area"},

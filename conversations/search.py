@@ -74,9 +74,7 @@ def find(user, query: str) -> dict:
     more = len(found) > SEARCH_RESULTS
     found = found[:SEARCH_RESULTS]
     snippets = _snippets(user, [c.pk for c in found], query) if text_search and found else {}
-    results = [
-        {"url": c.get_absolute_url(), "title": c.title, "snippet": snippets.get(c.pk)} for c in found
-    ]
+    results = [{"url": c.get_absolute_url(), "title": c.title, "snippet": snippets.get(c.pk)} for c in found]
     return {"results": results, "more_results": more, "short_query": not text_search}
 
 

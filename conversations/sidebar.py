@@ -40,7 +40,9 @@ def page(user: User, after: str = "") -> dict[str, Any]:
     Raises ValueError for a cursor that can't be read.
     """
     size = settings.SIDEBAR_PAGE_SIZE
-    conversations = Conversation.objects.filter(user=user).only("id", "title", "updated_at").order_by("-updated_at", "-id")
+    conversations = (
+        Conversation.objects.filter(user=user).only("id", "title", "updated_at").order_by("-updated_at", "-id")
+    )
     if after:
         when, pk = _parse_cursor(after)
         # (updated_at, id) < (when, pk), written so the index serves it as a range.

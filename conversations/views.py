@@ -119,7 +119,9 @@ def _tell_sidebars(user_id: int, event: events.SidebarUpdate | events.SidebarRem
 @login_required
 def heading(request, conversation_id: int):
     """The conversation's title and actions (what Cancel puts back)."""
-    return render(request, "conversations/chat.html#heading", {"conversation": _get_conversation(request, conversation_id)})
+    return render(
+        request, "conversations/chat.html#heading", {"conversation": _get_conversation(request, conversation_id)}
+    )
 
 
 @login_required
@@ -136,7 +138,8 @@ def rename(request, conversation_id: int):
             response = render(request, "conversations/chat.html#heading", {"conversation": conversation})
             # The tab's own sidebar item follows at once (the others' through their sockets).
             response.content += render_to_string(
-                "conversations/parts.html#sidebar_item", {"c": conversation, "conversation": conversation, "oob": True},
+                "conversations/parts.html#sidebar_item",
+                {"c": conversation, "conversation": conversation, "oob": True},
                 request=request,
             ).encode()
             return response
@@ -144,8 +147,9 @@ def rename(request, conversation_id: int):
     else:
         form = RenameForm(initial={"title": conversation.title})
         status = 200
-    return render(request, "conversations/parts.html#rename_form", {"conversation": conversation, "form": form},
-                  status=status)
+    return render(
+        request, "conversations/parts.html#rename_form", {"conversation": conversation, "form": form}, status=status
+    )
 
 
 @login_required

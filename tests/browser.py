@@ -77,7 +77,9 @@ class AppServer:
                     self.env[name] = share_with.env[name]
         else:
             if os.environ.get("DATABASE_URL", "").startswith("postgres"):
-                self.env["DATABASE_URL"] = self.created_database = _create_database(os.environ["DATABASE_URL"], self.port)
+                self.env["DATABASE_URL"] = self.created_database = _create_database(
+                    os.environ["DATABASE_URL"], self.port
+                )
             if os.environ.get("REDIS_URL"):
                 self.env["REDIS_URL"] = os.environ["REDIS_URL"].rsplit("/", 1)[0] + f"/{next(_redis_databases)}"
         self.log = open(data_dir / f"daphne-{self.port}.log", "w")
@@ -122,7 +124,11 @@ def _admin_connection(url: str):
 
     db = dj_database_url.parse(url)
     return psycopg.connect(
-        host=db["HOST"], port=db["PORT"] or 5432, user=db["USER"], password=db["PASSWORD"], dbname="postgres",
+        host=db["HOST"],
+        port=db["PORT"] or 5432,
+        user=db["USER"],
+        password=db["PASSWORD"],
+        dbname="postgres",
         autocommit=True,
     )
 

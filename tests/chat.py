@@ -28,7 +28,9 @@ def db(fn):
     return fn()
 
 
-DONE = re.compile(r'\A(?!\s*<div id="messages")[\s\S]*?<article id="msg-(\d+)" class="message assistant status-(?!streaming)(\w+)')
+DONE = re.compile(
+    r'\A(?!\s*<div id="messages")[\s\S]*?<article id="msg-(\d+)" class="message assistant status-(?!streaming)(\w+)'
+)
 
 
 def _session_cookie(user) -> str:

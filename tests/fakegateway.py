@@ -112,11 +112,7 @@ def final(
     def number(value: Any) -> str:
         return "null" if value is None else str(value)
 
-    total_tokens = (
-        input_tokens + output_tokens
-        if input_tokens is not None and output_tokens is not None
-        else None
-    )
+    total_tokens = input_tokens + output_tokens if input_tokens is not None and output_tokens is not None else None
     text = (
         '{"final": true, '
         f'"usage": {{"input_tokens": {number(input_tokens)}, '
@@ -229,9 +225,7 @@ class FakeGateway:
         server.gateway = self  # type: ignore[attr-defined]
         self._server = server
         self.base_url = f"http://127.0.0.1:{server.server_address[1]}{BASE_PATH}"
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
-        )
+        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
         self._thread.start()
         return self
 

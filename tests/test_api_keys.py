@@ -130,7 +130,10 @@ def test_the_admin_shows_masks_and_sets_the_shared_key(admin_client, alice):
     page = admin_client.get("/admin/conversations/apikey/").content.decode()
     assert "sk_…a1b2" in page and SECRET not in page
 
-    admin_client.post("/admin/conversations/sitesettings/add/", {"new_shared_key": "sk_shared_0123456789abcdef", "allow_shared_key": "on"})
+    admin_client.post(
+        "/admin/conversations/sitesettings/add/",
+        {"new_shared_key": "sk_shared_0123456789abcdef", "allow_shared_key": "on"},
+    )
     site = SiteSettings.load()
     assert site.shared_key() == "sk_shared_0123456789abcdef" and site.allow_shared_key
     page = admin_client.get(f"/admin/conversations/sitesettings/{site.pk}/change/").content.decode()
@@ -138,8 +141,6 @@ def test_the_admin_shows_masks_and_sets_the_shared_key(admin_client, alice):
 
 
 # --- the keys the gateway receives ---------------------------------------------------
-
-
 
 
 @pytest.mark.django_db(transaction=True)

@@ -147,13 +147,13 @@ def test_it_keeps_a_key_masked_and_deletes_it(page, app, module_gateway):
 
 XSS = [
     '<script>window.__xss = "script"</script>',
-    '<img src=x onerror="window.__xss = \'img\'">',
-    '<svg onload="window.__xss = \'svg\'"><circle r=1></circle></svg>',
+    "<img src=x onerror=\"window.__xss = 'img'\">",
+    "<svg onload=\"window.__xss = 'svg'\"><circle r=1></circle></svg>",
     '<a id="evil-link" href="javascript:window.__xss=\'link\'">click me</a>',
     "[markdown link](javascript:window.__xss='md-link')",
     "![markdown image](javascript:window.__xss='md-img')",
     '<div hx-get="/keys/" hx-trigger="load" hx-target="body">htmx payload</div>',
-    '<iframe src="javascript:window.__xss=\'iframe\'"></iframe>',
+    "<iframe src=\"javascript:window.__xss='iframe'\"></iframe>",
 ]
 
 
@@ -161,9 +161,7 @@ def test_an_xss_corpus_stays_inert(page, app, module_gateway):
     from playwright.sync_api import expect
 
     payload = " ".join(XSS)
-    module_gateway.queue(
-        stream_reply([payload, " END"], thinking=[payload], final_kwargs={"warnings": [payload]})
-    )
+    module_gateway.queue(stream_reply([payload, " END"], thinking=[payload], final_kwargs={"warnings": [payload]}))
     sign_up(page, app)
     add_key(page, app, "Personal", "sk_live_0123456789abcdef")
     page.get_by_label("Message").fill(payload)  # the title comes from this
@@ -180,6 +178,8 @@ def test_an_xss_corpus_stays_inert(page, app, module_gateway):
     page.wait_for_timeout(300)
     assert page.evaluate("window.__xss") is None
     # The page's own htmx attributes (rename, search...) are fine; none from the payload.
-    assert page.locator('[hx-get="/keys/"], [hx-trigger="load"], .markdown [hx-get], .markdown [hx-trigger]').count() == 0
+    assert (
+        page.locator('[hx-get="/keys/"], [hx-trigger="load"], .markdown [hx-get], .markdown [hx-trigger]').count() == 0
+    )
     assert page.locator("script:not([src])").count() == 0
     expect(page.get_by_role("navigation", name="Conversations")).to_contain_text("<script>")  # shown as text

@@ -80,7 +80,9 @@ def ask(page, text, model=None):
 def test_rename_search_export_and_delete(page, app, module_gateway):
     from playwright.sync_api import expect
 
-    module_gateway.queue(stream_reply(["The sky is blue because of ", "Rayleigh scattering."]), stream_reply(["Other."]))
+    module_gateway.queue(
+        stream_reply(["The sky is blue because of ", "Rayleigh scattering."]), stream_reply(["Other."])
+    )
     sign_up(page, app)
     add_key(page, app, "Personal", "sk_live_0123456789abcdef")
     ask(page, "Why is the sky blue?")

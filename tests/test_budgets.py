@@ -128,9 +128,6 @@ def test_the_admin_sets_budgets(admin_client, alice):
 # --- on the socket -----------------------------------------------------------------------------
 
 
-
-
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("shared_key_allowed")
 async def test_it_refuses_new_generations_at_the_budget(alice, db_models, gateway_url, fake_gateway):

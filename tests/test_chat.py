@@ -178,7 +178,9 @@ async def test_it_checkpoints_partial_text_while_streaming(alice, flash, gateway
     await no_generation_left()
 
 
-async def test_it_writes_checkpoints_by_time_not_per_chunk(alice, flash, gateway_url, fake_gateway, settings, monkeypatch):
+async def test_it_writes_checkpoints_by_time_not_per_chunk(
+    alice, flash, gateway_url, fake_gateway, settings, monkeypatch
+):
     from conversations.relay.generation import Generation
 
     settings.STREAM_CHECKPOINT_INTERVAL = 0.2
@@ -301,7 +303,9 @@ async def test_a_second_socket_catches_up_and_sees_the_rest(alice, flash, gatewa
     monkeypatch.setattr(layer, "group_send", recording_send)
 
     release = threading.Event()
-    fake_gateway.queue(Reply(parts=[sse(chunk("One ")), sse(chunk("two ")), Wait(release), sse(chunk("three")), final()]))
+    fake_gateway.queue(
+        Reply(parts=[sse(chunk("One ")), sse(chunk("two ")), Wait(release), sse(chunk("three")), final()])
+    )
     first = await open_socket(alice)
     await first.send_to(text_data=send("Count", flash.pk))
     await frames_until(first, "two </div>|One two </div>")
@@ -368,7 +372,9 @@ async def test_it_refuses_a_message_over_the_limit(alice, flash, settings):
 
 async def test_it_refuses_unknown_and_disabled_models(alice, db_models):
     # Image models are chat models now (tests/test_images.py); disabled ones are not.
-    await db(lambda: GatewayModel.objects.filter(pk__in=[db_models["flash"].pk, db_models["image"].pk]).update(enabled=False))
+    await db(
+        lambda: GatewayModel.objects.filter(pk__in=[db_models["flash"].pk, db_models["image"].pk]).update(enabled=False)
+    )
     socket = await open_socket(alice)
     for model in (db_models["flash"].pk, db_models["image"].pk, 999999, "abc", None):
         await socket.send_to(text_data=send("Hi", model))
@@ -427,7 +433,9 @@ async def test_bob_cannot_watch_send_to_or_stop_alices_conversation(alice, bob, 
     assert fake_gateway.requests == []
 
 
-async def test_text_arriving_during_the_last_flush_still_goes_as_a_delta(alice, flash, gateway_url, fake_gateway, monkeypatch):
+async def test_text_arriving_during_the_last_flush_still_goes_as_a_delta(
+    alice, flash, gateway_url, fake_gateway, monkeypatch
+):
     """The reader can end while the sender is busy sending a delta: what it added then
     must go as one more delta, not only in the final render (seen on Redis, whose sends
     take longer)."""

@@ -35,7 +35,9 @@ def test_it_renames_a_conversation_inline(client, alice):
     form = client.get(f"/c/{conversation.pk}/rename/", HTTP_HX_REQUEST="true").content.decode()
     assert 'name="title" value="Old title"' in form and f'hx-post="/c/{conversation.pk}/rename/"' in form
 
-    response = client.post(f"/c/{conversation.pk}/rename/", {"title": "  A  <b>new</b>\ttitle "}, HTTP_HX_REQUEST="true")
+    response = client.post(
+        f"/c/{conversation.pk}/rename/", {"title": "  A  <b>new</b>\ttitle "}, HTTP_HX_REQUEST="true"
+    )
     assert response.status_code == 200
     html = response.content.decode()
     assert '<h1 id="conversation-title">A &lt;b&gt;new&lt;/b&gt; title</h1>' in html
@@ -69,8 +71,13 @@ def _paid_conversation(user, title="Paid for"):
     question = conversation.messages.create(role="user", content="Q")
     answer = conversation.messages.create(role="assistant", content="A", status="complete")
     CostLog.objects.create(
-        user=user, conversation=conversation, message=answer, service_name="google-gemini",
-        model_name="gemini-2.0-flash", total_tokens=10, cost_total=Decimal("0.0000158"),
+        user=user,
+        conversation=conversation,
+        message=answer,
+        service_name="google-gemini",
+        model_name="gemini-2.0-flash",
+        total_tokens=10,
+        cost_total=Decimal("0.0000158"),
     )
     return conversation, question, answer
 
@@ -253,7 +260,9 @@ def test_a_bad_page_cursor_is_a_400(client, alice):
 
 
 def _conversation(user, title, *texts, updated_ago=0):
-    conversation = Conversation.objects.create(user=user, title=title, updated_at=timezone.now() - timedelta(minutes=updated_ago))
+    conversation = Conversation.objects.create(
+        user=user, title=title, updated_at=timezone.now() - timedelta(minutes=updated_ago)
+    )
     for i, text in enumerate(texts):
         role = "user" if i % 2 == 0 else "assistant"
         conversation.messages.create(role=role, content=text, status="complete")
@@ -261,10 +270,22 @@ def _conversation(user, title, *texts, updated_ago=0):
 
 
 def test_it_searches_titles_and_message_text(client, alice, bob):
-    trip = _conversation(alice, "Trip to Lisbon", "Where should I eat?", "Try the pastéis de nata in Belém.",
-                         "common ground", updated_ago=5)
-    code = _conversation(alice, "Python help", "How do I sort a dict?", "Use sorted(d.items()) — <script>x</script>",
-                         "common ground", updated_ago=1)
+    trip = _conversation(
+        alice,
+        "Trip to Lisbon",
+        "Where should I eat?",
+        "Try the pastéis de nata in Belém.",
+        "common ground",
+        updated_ago=5,
+    )
+    code = _conversation(
+        alice,
+        "Python help",
+        "How do I sort a dict?",
+        "Use sorted(d.items()) — <script>x</script>",
+        "common ground",
+        updated_ago=1,
+    )
     _conversation(bob, "Bob's Lisbon trip", "Lisbon tips?")
     client.force_login(alice)
 
@@ -279,7 +300,7 @@ def test_it_searches_titles_and_message_text(client, alice, bob):
     html = results("sorted(d")
     assert f'href="/c/{code.pk}/"' in html
     assert "&lt;script&gt;" in html and "<script>" not in html  # snippets are escaped
-    assert 'No conversations match “nothing-like-this”' in results("nothing-like-this")
+    assert "No conversations match “nothing-like-this”" in results("nothing-like-this")
     html = results("Py")  # two characters: titles only, and it says so
     assert f'href="/c/{code.pk}/"' in html and "at least 3 characters" in html
     assert 'id="search-results"' in results("") and "<li>" not in results("")
@@ -292,7 +313,13 @@ def test_it_searches_titles_and_message_text(client, alice, bob):
 def test_search_finds_every_version_but_not_an_answer_still_streaming(client, alice, settings):
     settings.REDIS_URL = "redis://127.0.0.1:6379/0"  # keep the streaming answer streaming
     conversation = _conversation(alice, "Versions", "Question")
-    old = Message(conversation=conversation, parent=conversation.messages.get(), role="assistant", content="zebra crossing", status="complete")
+    old = Message(
+        conversation=conversation,
+        parent=conversation.messages.get(),
+        role="assistant",
+        content="zebra crossing",
+        status="complete",
+    )
     old.save()
     new = Message(conversation=conversation, parent=old.parent, role="assistant", content="giraffe", status="complete")
     new.save()
@@ -327,13 +354,17 @@ def _indexed(text: str) -> int:
 
 
 def test_search_uses_an_index_for_message_text(alice):
-    """"Index what you query": FTS5 on SQLite, the trigram GIN index on PostgreSQL."""
+    """ "Index what you query": FTS5 on SQLite, the trigram GIN index on PostgreSQL."""
     _conversation(alice, "Indexed", "needle in a haystack")
     query = str(search._matching_messages(alice, "needle").values("id").query)
     with connection.cursor() as cursor:
         if connection.vendor == "sqlite":
             triggers = {row[0] for row in cursor.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-            assert {f"{search.FTS_TABLE}_insert", f"{search.FTS_TABLE}_update", f"{search.FTS_TABLE}_delete"} <= triggers
+            assert {
+                f"{search.FTS_TABLE}_insert",
+                f"{search.FTS_TABLE}_update",
+                f"{search.FTS_TABLE}_delete",
+            } <= triggers
             sql, params = search._matching_messages(alice, "needle").values("id").query.sql_with_params()
             plan = " ".join(str(row) for row in cursor.execute(f"EXPLAIN QUERY PLAN {sql}", params))
             assert "VIRTUAL TABLE INDEX" in plan, plan

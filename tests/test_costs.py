@@ -247,7 +247,7 @@ def test_it_draws_the_cost_per_day_stacked_by_model(staff_client, alice):
     page = staff_client.get("/dashboard/costs/").content.decode()
     svg = re.search(r"<svg role=\"img\" aria-labelledby=\"chart-title\".*?</svg>", page, re.S).group(0)
     assert '<title id="chart-title">Cost per day, stacked by model</title>' in svg
-    bars = re.findall(r'<rect [^>]*><title>([^<]*)</title>', svg)
+    bars = re.findall(r"<rect [^>]*><title>([^<]*)</title>", svg)
     day = f"{now.day} {now:%B}"
     assert sorted(bars) == sorted([f"{day} · Gemini 2.0 Flash: $0.2", f"{day} · gpt-4o-mini: $0.1"])
     assert ">$0.3<" in svg  # the axis tops out at the day's total, a round number

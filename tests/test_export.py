@@ -18,8 +18,14 @@ SECRET = "sk_live_9a8b7c6d5e4f3a2b1c0d"
 
 def _log(user, conversation, answer, tokens, cost, **extra):
     return CostLog.objects.create(
-        user=user, conversation=conversation, message=answer, service_name="google-gemini",
-        model_name=answer.model_name, total_tokens=tokens, cost_total=Decimal(cost), **extra,
+        user=user,
+        conversation=conversation,
+        message=answer,
+        service_name="google-gemini",
+        model_name=answer.model_name,
+        total_tokens=tokens,
+        cost_total=Decimal(cost),
+        **extra,
     )
 
 
@@ -34,19 +40,38 @@ def chat(alice):
         role="assistant", content="Old answer", status="complete", model_name="gemini-2.0-flash"
     )
     a1 = Message(
-        conversation=conversation, parent=q1, role="assistant", content="Rayleigh **scattering**.",
-        thinking="Light scatters.", thinking_seconds=1.5, status="complete", model_name="gemini-3-pro-thinking-preview",
+        conversation=conversation,
+        parent=q1,
+        role="assistant",
+        content="Rayleigh **scattering**.",
+        thinking="Light scatters.",
+        thinking_seconds=1.5,
+        status="complete",
+        model_name="gemini-3-pro-thinking-preview",
         warnings=["Rate limit: 3 left"],
     )
     a1.save()
     q2 = conversation.messages.create(role="user", content="And the sea?")
     a2 = conversation.messages.create(
-        role="assistant", content="It reflects", status="interrupted", error="The connection broke.",
+        role="assistant",
+        content="It reflects",
+        status="interrupted",
+        error="The connection broke.",
         model_name="gemini-2.0-flash",
     )
     _log(alice, conversation, first, 100, "0.00001")
-    _log(alice, conversation, a1, 536, "1.5E-7", cost_input="0.00000005", cost_output="1E-7",
-         input_tokens=24, output_tokens=512, final_chunk={"final": True, "cost": {"total": "0.00000015"}})
+    _log(
+        alice,
+        conversation,
+        a1,
+        536,
+        "1.5E-7",
+        cost_input="0.00000005",
+        cost_output="1E-7",
+        input_tokens=24,
+        output_tokens=512,
+        final_chunk={"final": True, "cost": {"total": "0.00000015"}},
+    )
     image = Attachment.objects.create(
         message=a1, file="attachments/1/x.png", mime_type="image/png", size=1234, width=8, height=6, source="base64"
     )
@@ -85,16 +110,24 @@ def test_the_json_export_holds_everything_stored_and_no_key(client, alice, chat)
     client.force_login(alice)
     response = client.get(f"/c/{conversation.pk}/export.json")
     assert response["Content-Type"] == "application/json"
-    assert response["Content-Disposition"].startswith("attachment; filename=") and response["Content-Disposition"].endswith('.json"')
+    assert response["Content-Disposition"].startswith("attachment; filename=") and response[
+        "Content-Disposition"
+    ].endswith('.json"')
     raw = response.content.decode()
     assert SECRET not in raw and "sk_" not in raw and "ciphertext" not in raw
     document = json.loads(raw)
     assert document["format"] == "chatsite.conversation/1"
     assert document["conversation"]["settings"] == {
-        "system_prompt": "Be brief.", "temperature": 0.5, "max_output_tokens": None, "enable_thinking": True,
+        "system_prompt": "Be brief.",
+        "temperature": 0.5,
+        "max_output_tokens": None,
+        "enable_thinking": True,
     }
     assert document["totals"] == {
-        "tokens": 636, "cost": "0.00001015", "answers_with_cost": 2, "answers_without_cost": 1,
+        "tokens": 636,
+        "cost": "0.00001015",
+        "answers_with_cost": 2,
+        "answers_without_cost": 1,
     }
     assert document["shown"] == [q1.pk, a1.pk, q2.pk, a2.pk]
     by_id = {m["id"]: m for m in document["messages"]}
@@ -105,16 +138,31 @@ def test_the_json_export_holds_everything_stored_and_no_key(client, alice, chat)
     assert new["cost"] == {"input": "0.00000005", "output": "0.0000001", "total": "0.00000015"}
     assert new["usage"] == {"input_tokens": 24, "output_tokens": 512, "total_tokens": 536}
     assert new["final_chunk"] == {"final": True, "cost": {"total": "0.00000015"}}
-    assert (new["thinking"], new["thinking_seconds"], new["warnings"]) == ("Light scatters.", 1.5, ["Rate limit: 3 left"])
+    assert (new["thinking"], new["thinking_seconds"], new["warnings"]) == (
+        "Light scatters.",
+        1.5,
+        ["Rate limit: 3 left"],
+    )
     assert new["attachments"] == [
         {
-            "id": image.pk, "url": f"http://testserver/attachments/{image.pk}/", "filename": f"image-{image.pk}.png",
-            "mime_type": "image/png", "size": 1234, "width": 8, "height": 6, "source": "base64", "source_url": "",
+            "id": image.pk,
+            "url": f"http://testserver/attachments/{image.pk}/",
+            "filename": f"image-{image.pk}.png",
+            "mime_type": "image/png",
+            "size": 1234,
+            "width": 8,
+            "height": 6,
+            "source": "base64",
+            "source_url": "",
             "created_at": image.created_at.isoformat(),
         }
     ]
     interrupted = by_id[a2.pk]
-    assert (interrupted["status"], interrupted["error"], interrupted["cost"]) == ("interrupted", "The connection broke.", None)
+    assert (interrupted["status"], interrupted["error"], interrupted["cost"]) == (
+        "interrupted",
+        "The connection broke.",
+        None,
+    )
 
 
 def test_exports_are_the_owners_only(client, bob, chat):

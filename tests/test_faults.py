@@ -65,19 +65,106 @@ FAULTS = [
     # (id, replies, status, text kept, message shown, retry offered, requests made)
     ("1-connection-refused", None, "failed", "", "Could not connect to the gateway", True, 0),
     ("2-first-byte-timeout", [Reply(delay=3, parts=[])] * 3, "failed", "", "did not answer in time", True, 3),
-    ("3-http-401", [error_reply(401, {"detail": "Invalid API key"})], "failed", "", "refused the API key: Invalid API key", False, 1),
-    ("4-http-403", [error_reply(403, {"detail": "Key disabled"})], "failed", "", "refused the API key: Key disabled", False, 1),
-    ("5-http-404", [error_reply(404, {"detail": "Unknown model gemini-x"})], "failed", "", "does not know this service or model: Unknown model gemini-x", False, 1),
-    ("6-http-422", [error_reply(422, {"detail": [{"loc": ["body", "input"], "msg": "field required"}]})], "failed", "", "body.input: field required", False, 1),
-    ("7-http-429", [error_reply(429, {"detail": "Slow down"}, {"Retry-After": "30"})], "failed", "", "retry after 30 s: Slow down", True, 1),
-    ("8-http-500", [error_reply(500, "Internal Server Error")] * 3, "failed", "", "The gateway failed (HTTP 500)", True, 3),
-    ("8-http-502", [error_reply(502, {"error": {"message": "bad gateway"}})] * 3, "failed", "", "(HTTP 502): bad gateway", True, 3),
+    (
+        "3-http-401",
+        [error_reply(401, {"detail": "Invalid API key"})],
+        "failed",
+        "",
+        "refused the API key: Invalid API key",
+        False,
+        1,
+    ),
+    (
+        "4-http-403",
+        [error_reply(403, {"detail": "Key disabled"})],
+        "failed",
+        "",
+        "refused the API key: Key disabled",
+        False,
+        1,
+    ),
+    (
+        "5-http-404",
+        [error_reply(404, {"detail": "Unknown model gemini-x"})],
+        "failed",
+        "",
+        "does not know this service or model: Unknown model gemini-x",
+        False,
+        1,
+    ),
+    (
+        "6-http-422",
+        [error_reply(422, {"detail": [{"loc": ["body", "input"], "msg": "field required"}]})],
+        "failed",
+        "",
+        "body.input: field required",
+        False,
+        1,
+    ),
+    (
+        "7-http-429",
+        [error_reply(429, {"detail": "Slow down"}, {"Retry-After": "30"})],
+        "failed",
+        "",
+        "retry after 30 s: Slow down",
+        True,
+        1,
+    ),
+    (
+        "8-http-500",
+        [error_reply(500, "Internal Server Error")] * 3,
+        "failed",
+        "",
+        "The gateway failed (HTTP 500)",
+        True,
+        3,
+    ),
+    (
+        "8-http-502",
+        [error_reply(502, {"error": {"message": "bad gateway"}})] * 3,
+        "failed",
+        "",
+        "(HTTP 502): bad gateway",
+        True,
+        3,
+    ),
     ("8-http-503", [error_reply(503, {"message": "overloaded"})] * 3, "failed", "", "(HTTP 503): overloaded", True, 3),
-    ("9-error-event", [Reply(parts=[sse(chunk("Half ")), sse(chunk("done")), sse({"error": "provider crashed"}, event="error")])],
-     "interrupted", "Half done", "provider crashed", True, 1),
-    ("10-cut-mid-stream", [Reply(parts=[sse(chunk("Cut ")), sse(chunk("here")), Cut()])], "interrupted", "Cut here", "connection to the gateway broke", True, 1),
-    ("11-no-final-chunk", [Reply(parts=[sse(chunk("No end"))])], "interrupted", "No end", "ended before it was complete", True, 1),
-    ("13-stall", [Reply(parts=[sse(chunk("Stalled ")), Pause(3), final()])], "interrupted", "Stalled ", "did not answer in time", True, 1),
+    (
+        "9-error-event",
+        [Reply(parts=[sse(chunk("Half ")), sse(chunk("done")), sse({"error": "provider crashed"}, event="error")])],
+        "interrupted",
+        "Half done",
+        "provider crashed",
+        True,
+        1,
+    ),
+    (
+        "10-cut-mid-stream",
+        [Reply(parts=[sse(chunk("Cut ")), sse(chunk("here")), Cut()])],
+        "interrupted",
+        "Cut here",
+        "connection to the gateway broke",
+        True,
+        1,
+    ),
+    (
+        "11-no-final-chunk",
+        [Reply(parts=[sse(chunk("No end"))])],
+        "interrupted",
+        "No end",
+        "ended before it was complete",
+        True,
+        1,
+    ),
+    (
+        "13-stall",
+        [Reply(parts=[sse(chunk("Stalled ")), Pause(3), final()])],
+        "interrupted",
+        "Stalled ",
+        "did not answer in time",
+        True,
+        1,
+    ),
 ]
 
 
@@ -135,14 +222,16 @@ async def test_a_one_megabyte_answer_arrives_whole(alice, db_models, gateway_url
     frames, answer, _ = await chat_once(alice, db_models["flash"].pk)
     assert answer.status == "complete"
     assert answer.content == "".join(pieces) and len(answer.content) > 1_000_000
-    deltas = [f for f in frames if "-answer\">" in f and "beforeend" in f]
+    deltas = [f for f in frames if '-answer">' in f and "beforeend" in f]
     assert len(deltas) < 300  # coalesced: far fewer frames than 1,024 chunks
     assert frames[-1].count("All work and no play") == 24 * 1024  # rendered in full at the end
 
 
 async def test_retry_gives_a_fresh_answer_and_keeps_the_old_one(alice, db_models, gateway_url, fake_gateway):
     model = db_models["flash"].pk
-    fake_gateway.queue(Reply(parts=[sse(chunk("Broken ")), Cut()]), stream_reply(["Whole answer"]), stream_reply(["Next"]))
+    fake_gateway.queue(
+        Reply(parts=[sse(chunk("Broken ")), Cut()]), stream_reply(["Whole answer"]), stream_reply(["Next"])
+    )
     socket = await open_socket(alice)
     await socket.send_to(text_data=send("Question", model))
     frames = await until_done(socket)
@@ -266,11 +355,14 @@ async def test_two_tabs_stream_the_same_answer_and_the_sidebar_marks_it(alice, d
 
 async def test_answers_left_streaming_by_a_dead_process_become_interrupted(alice, db_models, settings):
     settings.REDIS_URL = ""  # one process: whatever it does not run is orphaned
+
     @sync_to_async
     def orphan():
         conversation = Conversation.objects.create(user=alice, title="Before the restart")
         conversation.messages.create(role="user", content="Hi")
-        return conversation, conversation.messages.create(role="assistant", status="streaming", content="Checkpointed text")
+        return conversation, conversation.messages.create(
+            role="assistant", status="streaming", content="Checkpointed text"
+        )
 
     conversation, answer = await orphan()
     page = await reloaded_page(alice, conversation.pk)

@@ -38,9 +38,6 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("
 PNG = png_bytes(8, 6)
 
 
-
-
-
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -124,7 +121,9 @@ async def test_bob_gets_a_404_for_alices_image(alice, bob, db_models, gateway_ur
     "fmt, mime",
     [("JPEG", "image/jpeg"), ("WEBP", "image/webp"), ("GIF", "image/gif")],
 )
-async def test_it_takes_data_uris_and_urls_in_every_allowed_format(alice, db_models, gateway_url, fake_gateway, fmt, mime):
+async def test_it_takes_data_uris_and_urls_in_every_allowed_format(
+    alice, db_models, gateway_url, fake_gateway, fmt, mime
+):
     data = png_bytes(5, 4, fmt=fmt)
     fake_gateway.files["picture"] = (data, "application/octet-stream")  # a wrong type: the bytes decide
     fake_gateway.queue(
@@ -138,15 +137,20 @@ async def test_it_takes_data_uris_and_urls_in_every_allowed_format(alice, db_mod
     _, answer = await ask(alice, db_models["image"].pk)
     assert answer.status == "complete", answer.error
     attachments = await db(lambda: list(Attachment.objects.filter(message=answer).order_by("id")))
-    assert [(a.mime_type, a.source, a.size) for a in attachments] == [(mime, "data-uri", len(data)), (mime, "url", len(data))]
+    assert [(a.mime_type, a.source, a.size) for a in attachments] == [
+        (mime, "data-uri", len(data)),
+        (mime, "url", len(data)),
+    ]
     assert attachments[1].source_url == f"{gateway_url}/files/picture"
 
 
 @pytest.mark.parametrize(
     "item, message",
     [
-        (image_item(b64(b"<svg xmlns='http://www.w3.org/2000/svg'></svg>"), "image/svg+xml"),
-         "is not a PNG, JPEG, WebP or GIF image; it was not kept."),
+        (
+            image_item(b64(b"<svg xmlns='http://www.w3.org/2000/svg'></svg>"), "image/svg+xml"),
+            "is not a PNG, JPEG, WebP or GIF image; it was not kept.",
+        ),
         (image_item(b64(b"MZ\x90\x00 an executable"), "image/png"), "is not a PNG, JPEG, WebP or GIF image"),
         (image_item(b64(png_bytes(4, 4, fmt="BMP")), "image/png"), "(it looks like BMP)"),
         (image_item(b64(PNG[:-12]), "image/png"), "a damaged PNG file"),
@@ -155,7 +159,9 @@ async def test_it_takes_data_uris_and_urls_in_every_allowed_format(alice, db_mod
     ],
     ids=["svg", "executable", "bmp", "truncated", "bad-base64", "empty"],
 )
-async def test_it_refuses_what_is_not_an_allowed_image_and_still_bills_it(alice, db_models, gateway_url, fake_gateway, item, message):
+async def test_it_refuses_what_is_not_an_allowed_image_and_still_bills_it(
+    alice, db_models, gateway_url, fake_gateway, item, message
+):
     fake_gateway.queue(generate_reply([item]))
     frames, answer = await ask(alice, db_models["image"].pk)
     assert answer.status == "failed" and answer.error_kind == "image"
@@ -203,14 +209,31 @@ async def test_stop_cancels_the_wait_for_an_image(alice, db_models, gateway_url,
     [
         ([error_reply(503, {"detail": "overloaded"})] * 3, "The gateway failed (HTTP 503): overloaded", True, 3),
         ([error_reply(401, {"detail": "Invalid API key"})], "refused the API key: Invalid API key", False, 1),
-        ([Reply(headers={"Content-Type": "application/json"}, body=b"<html>oops</html>")], "could not be read", True, 1),
-        ([Reply(headers={"Content-Type": "application/json"}, body=b'{"error": "provider down"}')], "provider down", True, 1),
-        ([Reply(headers={"Content-Type": "application/json"}, parts=[b'{"output": [', Cut()])], "connection to the gateway broke", True, 1),
+        (
+            [Reply(headers={"Content-Type": "application/json"}, body=b"<html>oops</html>")],
+            "could not be read",
+            True,
+            1,
+        ),
+        (
+            [Reply(headers={"Content-Type": "application/json"}, body=b'{"error": "provider down"}')],
+            "provider down",
+            True,
+            1,
+        ),
+        (
+            [Reply(headers={"Content-Type": "application/json"}, parts=[b'{"output": [', Cut()])],
+            "connection to the gateway broke",
+            True,
+            1,
+        ),
         ([generate_reply([])], "had no text and no image", True, 1),
     ],
     ids=["503-retried", "401", "not-json", "error-body", "cut", "empty"],
 )
-async def test_faults_of_an_image_model_are_explained(alice, db_models, gateway_url, fake_gateway, settings, replies, message, retry, requests):
+async def test_faults_of_an_image_model_are_explained(
+    alice, db_models, gateway_url, fake_gateway, settings, replies, message, retry, requests
+):
     settings.UPSTREAM_RETRIES = 2
     settings.UPSTREAM_RETRY_BACKOFF = 0.01
     fake_gateway.queue(*replies)
@@ -265,7 +288,9 @@ async def test_the_adapter_reads_every_item_of_a_generate_answer(fake_gateway):
         await gateway.get_client().aclose()
     assert (result.text, result.thinking) == ("Here: and a bare string", "Hmm.")
     assert [(i.source, i.data == PNG, i.url) for i in result.images] == [
-        ("base64", True, None), ("data-uri", True, None), ("url", False, "https://cdn.example/x.png"),
+        ("base64", True, None),
+        ("data-uri", True, None),
+        ("url", False, "https://cdn.example/x.png"),
     ]
     assert result.extras == [{"type": "metadata", "name": "metadata", "content": "{}"}]
     assert result.final.cost_total == Decimal("0.0003879") and result.final.warnings == ["2 images left today"]
@@ -315,10 +340,16 @@ async def test_the_demo_gateway_draws_a_picture_for_image_models(settings):
     from conversations.gateway import demo as demo_gateway
 
     settings.DEMO_GATEWAY_DELAY = 0
-    body = {"service_name": "google-gemini", "model_name": "gemini-2.5-flash-image",
-            "input": [{"type": "text", "name": "input", "content": "A lighthouse at dusk"}]}
+    body = {
+        "service_name": "google-gemini",
+        "model_name": "gemini-2.5-flash-image",
+        "input": [{"type": "text", "name": "input", "content": "A lighthouse at dusk"}],
+    }
     request = AsyncRequestFactory().post(
-        "/demo-gateway/api/v1/generate", json.dumps(body), content_type="application/json", headers={"X-API-Key": "sk_demo"}
+        "/demo-gateway/api/v1/generate",
+        json.dumps(body),
+        content_type="application/json",
+        headers={"X-API-Key": "sk_demo"},
     )
     response = await demo_gateway.generate(request)
     assert response.status_code == 200

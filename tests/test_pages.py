@@ -142,7 +142,7 @@ def test_bob_gets_404_for_alices_conversation(client, alice, bob, db_models):
 
 def test_it_renders_answers_inert(client, alice, db_models):
     payload = (
-        '<script>alert(1)</script> <img src=x onerror=alert(2)> [click](javascript:alert(3)) '
+        "<script>alert(1)</script> <img src=x onerror=alert(2)> [click](javascript:alert(3)) "
         '<div hx-get="/admin/" hx-trigger="load">x</div>'
     )
     conversation = _conversation_with_answer(alice, db_models["flash"], content=payload)
@@ -154,4 +154,4 @@ def test_it_renders_answers_inert(client, alice, db_models):
     assert "<img src=x onerror" not in page and "onerror=alert(2)>" not in page
     assert 'href="javascript:' not in page
     assert '<div hx-get="/admin/"' not in page
-    assert 'hx-disable' in page
+    assert "hx-disable" in page

@@ -13,7 +13,9 @@ from tests.fakegateway import stream_reply
 
 def test_parameters_hold_only_what_was_set():
     assert gateway.build_parameters() is None
-    assert gateway.build_parameters(enable_thinking=False, system_prompt="", temperature=None) == {"enable_thinking": False}
+    assert gateway.build_parameters(enable_thinking=False, system_prompt="", temperature=None) == {
+        "enable_thinking": False
+    }
     assert gateway.build_parameters(system_prompt="Be brief.", temperature=0.0, max_output_tokens=256) == {
         "system_prompt": "Be brief.",
         "temperature": 0.0,
@@ -48,7 +50,9 @@ def test_it_saves_settings_and_says_what_is_wrong(client, alice, db_models, sett
     conversation.refresh_from_db()
     assert (conversation.system_prompt, conversation.temperature, conversation.max_output_tokens) == ("", None, None)
 
-    response = client.post(url, {"system_prompt": " Answer in French. ", "temperature": "0.3", "max_output_tokens": "512"})
+    response = client.post(
+        url, {"system_prompt": " Answer in French. ", "temperature": "0.3", "max_output_tokens": "512"}
+    )
     assert response.status_code == 200 and "Saved" in response.content.decode()
     conversation.refresh_from_db()
     assert conversation.system_prompt == "Answer in French."
@@ -71,7 +75,11 @@ async def test_the_gateway_gets_the_settings_as_parameters(alice, db_models, gat
     fake_gateway.queue(stream_reply(["One"]), stream_reply(["Two"]), stream_reply(["Three"]))
     conversation = await db(
         lambda: Conversation.objects.create(
-            user=alice, title="Tuned", system_prompt="Answer in French.", temperature=0.3, max_output_tokens=512,
+            user=alice,
+            title="Tuned",
+            system_prompt="Answer in French.",
+            temperature=0.3,
+            max_output_tokens=512,
             enable_thinking=False,
         )
     )
@@ -88,14 +96,20 @@ async def test_the_gateway_gets_the_settings_as_parameters(alice, db_models, gat
     await socket.send_to(text_data=send("Again", db_models["flash"].pk, conversation.pk))
     await until_done(socket)
     assert fake_gateway.requests[1].json["parameters"] == {
-        "system_prompt": "Answer in French.", "temperature": 0.3, "max_output_tokens": 512,
+        "system_prompt": "Answer in French.",
+        "temperature": 0.3,
+        "max_output_tokens": 512,
     }
     # Each answer says which model wrote it.
     models = await db(lambda: list(Message.objects.filter(role="assistant").values_list("model_name", flat=True)))
     assert models == ["gemini-3-pro-thinking-preview", "gemini-2.0-flash"]
 
     # Nothing set, a plain model: no parameters at all.
-    await db(lambda: Conversation.objects.filter(pk=conversation.pk).update(system_prompt="", temperature=None, max_output_tokens=None))
+    await db(
+        lambda: Conversation.objects.filter(pk=conversation.pk).update(
+            system_prompt="", temperature=None, max_output_tokens=None
+        )
+    )
     await socket.send_to(text_data=send("Plain", db_models["flash"].pk, conversation.pk))
     await until_done(socket)
     assert "parameters" not in fake_gateway.requests[2].json
@@ -108,7 +122,12 @@ async def test_the_gateway_gets_the_settings_as_parameters(alice, db_models, gat
 async def test_a_new_chat_sends_its_settings_with_the_first_message(alice, db_models, gateway_url, fake_gateway):
     fake_gateway.queue(stream_reply(["Bonjour"]))
     socket = await open_socket(alice)
-    fields = {"settings_included": "1", "system_prompt": "Answer in French.", "temperature": "", "max_output_tokens": ""}
+    fields = {
+        "settings_included": "1",
+        "system_prompt": "Answer in French.",
+        "temperature": "",
+        "max_output_tokens": "",
+    }
     # Invalid settings: refused, nothing stored.
     await socket.send_to(text_data=send("Hello", db_models["thinker"].pk, **{**fields, "temperature": "3"}))
     reply = await socket.receive_from(timeout=5)
@@ -118,7 +137,10 @@ async def test_a_new_chat_sends_its_settings_with_the_first_message(alice, db_mo
     # "enable_thinking" is missing: its box was unticked.
     await socket.send_to(text_data=send("Hello", db_models["thinker"].pk, **fields))
     frames = await until_done(socket)
-    assert fake_gateway.requests[0].json["parameters"] == {"enable_thinking": False, "system_prompt": "Answer in French."}
+    assert fake_gateway.requests[0].json["parameters"] == {
+        "enable_thinking": False,
+        "system_prompt": "Answer in French.",
+    }
     conversation = await db(lambda: Conversation.objects.get())
     assert (conversation.system_prompt, conversation.enable_thinking) == ("Answer in French.", False)
     # The panel is now the conversation's own (saved with a button).

@@ -13,7 +13,7 @@ def test_it_renders_tables_lists_and_highlighted_code():
         "| a | b |\n|:--|--:|\n| 1 | 2 |\n\n- one\n- two\n\n1. first\n2. second\n\n"
         "```python\ndef f(x):\n    return x  # done\n```\n\n```\nplain <b>code</b>\n```\n"
     )
-    assert "<table>" in html and '<th style' not in html and "<td" in html
+    assert "<table>" in html and "<th style" not in html and "<td" in html
     assert "<ul>\n<li>one</li>" in html and "<ol>\n<li>first</li>" in html
     assert '<pre class="highlight"><code><span class="k">def</span>' in html
     assert '<span class="c1"># done</span>' in html

@@ -25,7 +25,9 @@ SECRET = "sk_live_4f9a8b7c6d5e4f3a2b1c0d9e8f7a1b2"
 def alices_things(alice, model):
     conversation = Conversation.objects.create(user=alice, title="Alice's secret plans", model=model)
     conversation.messages.create(role="user", content="Plans")
-    answer = conversation.messages.create(role="assistant", content="Secret answer", status="failed", error_kind="server")
+    answer = conversation.messages.create(
+        role="assistant", content="Secret answer", status="failed", error_kind="server"
+    )
     key = add_key(alice, "Personal", SECRET)
     return conversation, answer, key
 
@@ -76,8 +78,10 @@ async def test_bob_is_refused_every_socket_action_on_alices(alice, bob, db_model
     assert not (await watcher.connect())[0]
     socket = await open_socket(bob)
     for frame, refusal in [
-        ({"action": "send", "message": "Hi", "model": db_models["flash"].pk, "conversation": conversation.pk},
-         "conversation was not found"),
+        (
+            {"action": "send", "message": "Hi", "model": db_models["flash"].pk, "conversation": conversation.pk},
+            "conversation was not found",
+        ),
         ({"action": "stop", "conversation": conversation.pk}, "conversation was not found"),
         ({"action": "retry", "message": answer.pk}, "answer was not found"),
     ]:
@@ -118,7 +122,10 @@ def deploy_env(**extra):
 def test_the_deploy_check_reports_nothing_with_https(tmp_path):
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT, env=deploy_env(DATA_DIR=str(tmp_path)), capture_output=True, text=True,
+        cwd=ROOT,
+        env=deploy_env(DATA_DIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
@@ -128,7 +135,10 @@ def test_cookies_are_secure_with_https(tmp_path):
     code = "from django.conf import settings as s; print(s.SESSION_COOKIE_SECURE, s.CSRF_COOKIE_SECURE, s.SECURE_SSL_REDIRECT)"
     result = subprocess.run(
         [sys.executable, "-c", f"import django; django.setup(); {code}"],
-        cwd=ROOT, env=deploy_env(DATA_DIR=str(tmp_path)), capture_output=True, text=True,
+        cwd=ROOT,
+        env=deploy_env(DATA_DIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
     )
     assert result.stdout.split() == ["True", "True", "True"], result.stderr
 
@@ -145,4 +155,6 @@ def test_no_password_or_session_id_in_the_logs(client, caplog, db_models):
     client.post("/keys/", {"label": "k", "value": SECRET})
     client.get("/c/999999/")  # a 404 is logged
     assert caplog.records  # something was logged...
-    assert password not in caplog.text and session_id not in caplog.text and SECRET not in caplog.text  # ...none of these
+    assert (
+        password not in caplog.text and session_id not in caplog.text and SECRET not in caplog.text
+    )  # ...none of these

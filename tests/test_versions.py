@@ -85,11 +85,11 @@ async def test_it_regenerates_the_last_answer_as_a_new_version(alice, db_models,
     await no_generation_left()
 
 
-async def test_switching_versions_redraws_every_tab_and_the_history_follows(alice, db_models, gateway_url, fake_gateway):
+async def test_switching_versions_redraws_every_tab_and_the_history_follows(
+    alice, db_models, gateway_url, fake_gateway
+):
     flash = db_models["flash"].pk
-    fake_gateway.queue(
-        stream_reply(["A1"]), stream_reply(["A2"]), stream_reply(["A2 v2"]), stream_reply(["After v1"])
-    )
+    fake_gateway.queue(stream_reply(["A1"]), stream_reply(["A2"]), stream_reply(["A2 v2"]), stream_reply(["After v1"]))
     socket = await open_socket(alice)
     conversation = await two_turns(socket, flash)
     a2 = await db(lambda: Message.objects.get(content="A2"))
@@ -126,14 +126,18 @@ async def test_switching_versions_redraws_every_tab_and_the_history_follows(alic
     await no_generation_left()
 
 
-async def test_editing_a_question_makes_a_new_version_of_it_and_what_follows(alice, db_models, gateway_url, fake_gateway):
+async def test_editing_a_question_makes_a_new_version_of_it_and_what_follows(
+    alice, db_models, gateway_url, fake_gateway
+):
     flash = db_models["flash"].pk
     fake_gateway.queue(stream_reply(["A1"]), stream_reply(["A2"]), stream_reply(["A1 for the edit"]))
     socket = await open_socket(alice)
     conversation = await two_turns(socket, flash)
     q1 = await db(lambda: Message.objects.get(content="First question"))
 
-    await socket.send_to(text_data=json.dumps({"action": "edit", "message": q1.pk, "text": "  First, edited ", "model": flash}))
+    await socket.send_to(
+        text_data=json.dumps({"action": "edit", "message": q1.pk, "text": "  First, edited ", "model": flash})
+    )
     frames = await until_done(socket)
     assert "First, edited" in frames[0] and "Second question" not in frames[0]  # the thread from the edit on
     edited_request = fake_gateway.requests[2].json
@@ -161,7 +165,9 @@ async def test_editing_a_later_question_keeps_the_history_before_it(alice, db_mo
     socket = await open_socket(alice)
     await two_turns(socket, flash)
     q2 = await db(lambda: Message.objects.get(content="Second question"))
-    await socket.send_to(text_data=json.dumps({"action": "edit", "message": q2.pk, "text": "Second, edited", "model": flash}))
+    await socket.send_to(
+        text_data=json.dumps({"action": "edit", "message": q2.pk, "text": "Second, edited", "model": flash})
+    )
     await until_done(socket)
     request = fake_gateway.requests[2].json
     assert request["input"][0]["content"] == "Second, edited"
@@ -172,7 +178,9 @@ async def test_editing_a_later_question_keeps_the_history_before_it(alice, db_mo
     await no_generation_left()
 
 
-async def test_retry_is_a_regeneration_the_failed_answer_becomes_version_one(alice, db_models, gateway_url, fake_gateway):
+async def test_retry_is_a_regeneration_the_failed_answer_becomes_version_one(
+    alice, db_models, gateway_url, fake_gateway
+):
     fake_gateway.queue(error_reply(503, "busy"), stream_reply(["Fine now"]))
     socket = await open_socket(alice)
     await socket.send_to(text_data=send("Question", db_models["flash"].pk))
@@ -190,7 +198,9 @@ async def test_retry_is_a_regeneration_the_failed_answer_becomes_version_one(ali
     await no_generation_left()
 
 
-async def test_only_the_last_answer_is_regenerated_and_nothing_while_generating(alice, db_models, gateway_url, fake_gateway):
+async def test_only_the_last_answer_is_regenerated_and_nothing_while_generating(
+    alice, db_models, gateway_url, fake_gateway
+):
     flash = db_models["flash"].pk
     release = threading.Event()
     fake_gateway.queue(
@@ -229,16 +239,24 @@ async def test_an_edit_is_checked_like_a_message(alice, db_models, gateway_url, 
     answer = await db(lambda: Message.objects.get(role="assistant"))
     settings.MAX_MESSAGE_CHARS = 10
     for frame, refusal in [
-        ({"action": "edit", "message": question.pk, "text": "  ", "model": db_models["flash"].pk}, "Type a message first"),
+        (
+            {"action": "edit", "message": question.pk, "text": "  ", "model": db_models["flash"].pk},
+            "Type a message first",
+        ),
         ({"action": "edit", "message": question.pk, "text": "x" * 11, "model": db_models["flash"].pk}, "limit is 10"),
         ({"action": "edit", "message": question.pk, "text": "Fine", "model": 99999}, "model is not available"),
-        ({"action": "edit", "message": answer.pk, "text": "Fine", "model": db_models["flash"].pk}, "question was not found"),
+        (
+            {"action": "edit", "message": answer.pk, "text": "Fine", "model": db_models["flash"].pk},
+            "question was not found",
+        ),
         ({"action": "select", "message": "abc"}, "version was not found"),
     ]:
         await socket.send_to(text_data=json.dumps(frame))
         assert refusal in await socket.receive_from(timeout=5)
     settings.MAX_MESSAGES_PER_MINUTE = 1  # limits apply to new versions too
-    await socket.send_to(text_data=json.dumps({"action": "edit", "message": question.pk, "text": "Fine", "model": db_models["flash"].pk}))
+    await socket.send_to(
+        text_data=json.dumps({"action": "edit", "message": question.pk, "text": "Fine", "model": db_models["flash"].pk})
+    )
     assert "the limit is 1" in await socket.receive_from(timeout=5)
     await socket.send_to(text_data=action("regenerate", answer.pk, model=db_models["flash"].pk))
     assert "the limit is 1" in await socket.receive_from(timeout=5)
@@ -262,8 +280,10 @@ async def test_bob_cannot_regenerate_edit_or_switch_alices_versions(alice, bob, 
     socket = await open_socket(bob)
     for frame, refusal in [
         (action("regenerate", answer.pk, model=db_models["flash"].pk), "answer was not found"),
-        (json.dumps({"action": "edit", "message": question.pk, "text": "Hi", "model": db_models["flash"].pk}),
-         "question was not found"),
+        (
+            json.dumps({"action": "edit", "message": question.pk, "text": "Hi", "model": db_models["flash"].pk}),
+            "question was not found",
+        ),
         (action("select", other.pk), "version was not found"),
     ]:
         await socket.send_to(text_data=frame)
@@ -330,7 +350,13 @@ def test_the_migration_turns_old_conversations_into_trees(alice):
     from django.apps import apps
 
     conversation = Conversation.objects.create(user=alice, title="Old")
-    rows = [("user", "Q1"), ("assistant", "A1 broken"), ("assistant", "A1 retried"), ("user", "Q2"), ("assistant", "A2")]
+    rows = [
+        ("user", "Q1"),
+        ("assistant", "A1 broken"),
+        ("assistant", "A1 retried"),
+        ("user", "Q2"),
+        ("assistant", "A2"),
+    ]
     made = []
     for role, content in rows:
         m = Message(conversation=conversation, role=role, content=content, status="complete")

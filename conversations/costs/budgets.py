@@ -59,9 +59,7 @@ class BudgetState:
     def message(self) -> str:
         if self.limit is None:
             return ""
-        spent = (
-            f"You have spent {format_money(self.spent)} of your {format_money(self.limit)} monthly budget"
-        )
+        spent = f"You have spent {format_money(self.spent)} of your {format_money(self.limit)} monthly budget"
         resumes = ledger.day_label(self.resumes_on)
         if self.exceeded:
             return f"{spent}; new answers are paused until {resumes}."

@@ -320,8 +320,10 @@ def top_conversations(scope: Scope, limit: int = 10) -> list[Group]:
         .annotate(**_sums(TABLE_SUMS))
         .order_by(F("cost").desc(nulls_last=True), "conversation_id")[:limit]
     )
-    conversations = Conversation.objects.select_related("user").only("title", "user__username").in_bulk(
-        [r["conversation_id"] for r in rows if r["conversation_id"]]
+    conversations = (
+        Conversation.objects.select_related("user")
+        .only("title", "user__username")
+        .in_bulk([r["conversation_id"] for r in rows if r["conversation_id"]])
     )
     groups = []
     for row in rows:

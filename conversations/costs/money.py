@@ -65,7 +65,9 @@ else:
 class MoneyField(_BigIntegerField):
     description = "An exact amount of money, stored as integer picounits"
 
-    def from_db_value(self, value: int | None, expression: Expression, connection: BaseDatabaseWrapper) -> Decimal | None:
+    def from_db_value(
+        self, value: int | None, expression: Expression, connection: BaseDatabaseWrapper
+    ) -> Decimal | None:
         return None if value is None else from_units(value)
 
     def to_python(self, value: Any) -> Decimal | None:

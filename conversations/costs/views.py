@@ -187,12 +187,31 @@ def costs(request):
 # --- CSV exports ----------------------------------------------------------------------------
 
 LEDGER_HEADER = [
-    "time", "user", "conversation", "conversation_title", "message", "service", "model",
-    "input_tokens", "output_tokens", "total_tokens", "cost_input", "cost_output", "cost_total", "warnings",
+    "time",
+    "user",
+    "conversation",
+    "conversation_title",
+    "message",
+    "service",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_input",
+    "cost_output",
+    "cost_total",
+    "warnings",
 ]
 GROUP_HEADER = [
-    "generations", "input_tokens", "output_tokens", "total_tokens",
-    "cost_input", "cost_output", "cost_total", "share_percent", "with_warnings",
+    "generations",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_input",
+    "cost_output",
+    "cost_total",
+    "share_percent",
+    "with_warnings",
 ]
 
 
@@ -216,9 +235,20 @@ def _ledger_rows(scope: ledger.Scope) -> Iterator[list]:
         scope.cost_logs()
         .order_by("created_at", "pk")
         .values_list(
-            "created_at", "user__username", "conversation_id", "conversation__title", "message_id",
-            "service_name", "model_name", "input_tokens", "output_tokens", "total_tokens",
-            "cost_input", "cost_output", "cost_total", "warnings",
+            "created_at",
+            "user__username",
+            "conversation_id",
+            "conversation__title",
+            "message_id",
+            "service_name",
+            "model_name",
+            "input_tokens",
+            "output_tokens",
+            "total_tokens",
+            "cost_input",
+            "cost_output",
+            "cost_total",
+            "warnings",
         )
         .iterator(chunk_size=2000)
     )

@@ -18,9 +18,7 @@ LIMITS = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
 
 # One client per event loop: a client's pooled connections belong to the loop that
 # opened them, so sharing one across loops (tests, async_to_sync) would break.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
-    weakref.WeakKeyDictionary()
-)
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = weakref.WeakKeyDictionary()
 
 
 def default_timeout(read: float = 120.0) -> httpx.Timeout:

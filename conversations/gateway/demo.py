@@ -44,7 +44,7 @@ def _answer(prompt: str) -> str:
         "- when they end they are shown as *sanitised* markdown;\n"
         "- every answer's tokens and cost go into an exact ledger.\n\n"
         "| chunk | arrives |\n|---|---|\n| first | at once |\n| later | coalesced |\n\n"
-        "```python\ndef greet(name: str) -> str:\n    return f\"Hello, {name}!\"\n```\n"
+        '```python\ndef greet(name: str) -> str:\n    return f"Hello, {name}!"\n```\n'
     )
 
 

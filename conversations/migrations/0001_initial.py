@@ -9,7 +9,6 @@ import conversations.costs.money
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -18,97 +17,164 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='GatewayModel',
+            name="GatewayModel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('service_name', models.CharField(max_length=100)),
-                ('model_name', models.CharField(max_length=100)),
-                ('label', models.CharField(max_length=100)),
-                ('thinking', models.BooleanField(default=False, help_text='Streams its reasoning apart from the answer.')),
-                ('streaming', models.BooleanField(default=True, help_text='Off for image models, which use /generate.')),
-                ('enabled', models.BooleanField(default=True)),
-                ('position', models.PositiveIntegerField(default=0, help_text='Order in the model picker.')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("service_name", models.CharField(max_length=100)),
+                ("model_name", models.CharField(max_length=100)),
+                ("label", models.CharField(max_length=100)),
+                (
+                    "thinking",
+                    models.BooleanField(default=False, help_text="Streams its reasoning apart from the answer."),
+                ),
+                (
+                    "streaming",
+                    models.BooleanField(default=True, help_text="Off for image models, which use /generate."),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("position", models.PositiveIntegerField(default=0, help_text="Order in the model picker.")),
             ],
             options={
-                'verbose_name': 'model',
-                'ordering': ['position', 'label'],
-                'constraints': [models.UniqueConstraint(fields=('service_name', 'model_name'), name='unique_gateway_model')],
+                "verbose_name": "model",
+                "ordering": ["position", "label"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("service_name", "model_name"), name="unique_gateway_model")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='Conversation',
+            name="Conversation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(blank=True, max_length=200)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='conversations', to=settings.AUTH_USER_MODEL)),
-                ('model', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='conversations.gatewaymodel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("title", models.CharField(blank=True, max_length=200)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="conversations",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "model",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        to="conversations.gatewaymodel",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-updated_at', '-id'],
+                "ordering": ["-updated_at", "-id"],
             },
         ),
         migrations.CreateModel(
-            name='Message',
+            name="Message",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('user', 'User'), ('assistant', 'Assistant')], max_length=20)),
-                ('content', models.TextField(blank=True, help_text="The user's text, or the answer.")),
-                ('thinking', models.TextField(blank=True)),
-                ('status', models.CharField(choices=[('streaming', 'Streaming'), ('complete', 'Complete'), ('stopped', 'Stopped'), ('interrupted', 'Interrupted'), ('failed', 'Failed')], default='complete', max_length=20)),
-                ('error', models.TextField(blank=True)),
-                ('service_name', models.CharField(blank=True, max_length=100)),
-                ('model_name', models.CharField(blank=True, max_length=100)),
-                ('thinking_seconds', models.FloatField(blank=True, null=True)),
-                ('warnings', models.JSONField(blank=True, default=list)),
-                ('extras', models.JSONField(blank=True, default=list)),
-                ('skipped_lines', models.PositiveIntegerField(default=0, help_text='Malformed data lines skipped.')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('conversation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='conversations.conversation')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("role", models.CharField(choices=[("user", "User"), ("assistant", "Assistant")], max_length=20)),
+                ("content", models.TextField(blank=True, help_text="The user's text, or the answer.")),
+                ("thinking", models.TextField(blank=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("streaming", "Streaming"),
+                            ("complete", "Complete"),
+                            ("stopped", "Stopped"),
+                            ("interrupted", "Interrupted"),
+                            ("failed", "Failed"),
+                        ],
+                        default="complete",
+                        max_length=20,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("service_name", models.CharField(blank=True, max_length=100)),
+                ("model_name", models.CharField(blank=True, max_length=100)),
+                ("thinking_seconds", models.FloatField(blank=True, null=True)),
+                ("warnings", models.JSONField(blank=True, default=list)),
+                ("extras", models.JSONField(blank=True, default=list)),
+                ("skipped_lines", models.PositiveIntegerField(default=0, help_text="Malformed data lines skipped.")),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="messages",
+                        to="conversations.conversation",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'id'],
+                "ordering": ["created_at", "id"],
             },
         ),
         migrations.CreateModel(
-            name='CostLog',
+            name="CostLog",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('service_name', models.CharField(max_length=100)),
-                ('model_name', models.CharField(max_length=100)),
-                ('input_tokens', models.PositiveIntegerField(null=True)),
-                ('output_tokens', models.PositiveIntegerField(null=True)),
-                ('total_tokens', models.PositiveIntegerField(null=True)),
-                ('cost_input', conversations.costs.money.MoneyField(null=True)),
-                ('cost_output', conversations.costs.money.MoneyField(null=True)),
-                ('cost_total', conversations.costs.money.MoneyField(null=True)),
-                ('warnings', models.JSONField(blank=True, default=list)),
-                ('final_chunk', models.JSONField(blank=True, default=dict)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('conversation', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='cost_logs', to='conversations.conversation')),
-                ('user', models.ForeignKey(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('message', models.OneToOneField(null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='cost_log', to='conversations.message')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("service_name", models.CharField(max_length=100)),
+                ("model_name", models.CharField(max_length=100)),
+                ("input_tokens", models.PositiveIntegerField(null=True)),
+                ("output_tokens", models.PositiveIntegerField(null=True)),
+                ("total_tokens", models.PositiveIntegerField(null=True)),
+                ("cost_input", conversations.costs.money.MoneyField(null=True)),
+                ("cost_output", conversations.costs.money.MoneyField(null=True)),
+                ("cost_total", conversations.costs.money.MoneyField(null=True)),
+                ("warnings", models.JSONField(blank=True, default=list)),
+                ("final_chunk", models.JSONField(blank=True, default=dict)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "conversation",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="cost_logs",
+                        to="conversations.conversation",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "message",
+                    models.OneToOneField(
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="cost_log",
+                        to="conversations.message",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(fields=['user', '-updated_at'], name='conversation_sidebar'),
+            model_name="conversation",
+            index=models.Index(fields=["user", "-updated_at"], name="conversation_sidebar"),
         ),
         migrations.AddIndex(
-            model_name='costlog',
-            index=models.Index(fields=['created_at'], name='costlog_time'),
+            model_name="costlog",
+            index=models.Index(fields=["created_at"], name="costlog_time"),
         ),
         migrations.AddIndex(
-            model_name='costlog',
-            index=models.Index(fields=['user', 'created_at'], name='costlog_user_time'),
+            model_name="costlog",
+            index=models.Index(fields=["user", "created_at"], name="costlog_user_time"),
         ),
         migrations.AddIndex(
-            model_name='costlog',
-            index=models.Index(fields=['model_name', 'created_at'], name='costlog_model_time'),
+            model_name="costlog",
+            index=models.Index(fields=["model_name", "created_at"], name="costlog_model_time"),
         ),
     ]

@@ -7,48 +7,70 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0002_seed_models'),
+        ("conversations", "0002_seed_models"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='SiteSettings',
+            name="SiteSettings",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('shared_key_ciphertext', models.TextField(blank=True, editable=False)),
-                ('shared_key_masked', models.CharField(blank=True, editable=False, max_length=40)),
-                ('allow_shared_key', models.BooleanField(default=False, help_text='Users with no key of their own chat with the shared key (the one set here, else UPSTREAM_API_KEY).')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("shared_key_ciphertext", models.TextField(blank=True, editable=False)),
+                ("shared_key_masked", models.CharField(blank=True, editable=False, max_length=40)),
+                (
+                    "allow_shared_key",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Users with no key of their own chat with the shared key (the one set here, else UPSTREAM_API_KEY).",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'site settings',
-                'verbose_name_plural': 'site settings',
+                "verbose_name": "site settings",
+                "verbose_name_plural": "site settings",
             },
         ),
         migrations.AddField(
-            model_name='message',
-            name='error_kind',
+            model_name="message",
+            name="error_kind",
             field=models.CharField(blank=True, max_length=30),
         ),
         migrations.CreateModel(
-            name='ApiKey',
+            name="ApiKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('label', models.CharField(max_length=100)),
-                ('ciphertext', models.TextField(editable=False)),
-                ('masked', models.CharField(editable=False, max_length=40)),
-                ('in_use', models.BooleanField(default=False)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('last_used_at', models.DateTimeField(blank=True, null=True)),
-                ('refused_at', models.DateTimeField(blank=True, help_text='When the gateway last refused it (401/403).', null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='api_keys', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("label", models.CharField(max_length=100)),
+                ("ciphertext", models.TextField(editable=False)),
+                ("masked", models.CharField(editable=False, max_length=40)),
+                ("in_use", models.BooleanField(default=False)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("last_used_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "refused_at",
+                    models.DateTimeField(
+                        blank=True, help_text="When the gateway last refused it (401/403).", null=True
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="api_keys",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'API key',
-                'ordering': ['created_at', 'id'],
-                'constraints': [models.UniqueConstraint(fields=('user', 'label'), name='unique_api_key_label'), models.UniqueConstraint(condition=models.Q(('in_use', True)), fields=('user',), name='one_api_key_in_use')],
+                "verbose_name": "API key",
+                "ordering": ["created_at", "id"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("user", "label"), name="unique_api_key_label"),
+                    models.UniqueConstraint(
+                        condition=models.Q(("in_use", True)), fields=("user",), name="one_api_key_in_use"
+                    ),
+                ],
             },
         ),
     ]

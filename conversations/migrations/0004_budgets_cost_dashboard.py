@@ -31,53 +31,80 @@ def drop_day_index(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0003_api_keys'),
+        ("conversations", "0003_api_keys"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Budget',
+            name="Budget",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('monthly_limit', conversations.costs.money.MoneyField(blank=True, help_text="New answers pause when the month's spend reaches it. Empty: no limit for this user, whatever the default.", null=True, validators=[django.core.validators.MinValueValidator(0)])),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "monthly_limit",
+                    conversations.costs.money.MoneyField(
+                        blank=True,
+                        help_text="New answers pause when the month's spend reaches it. Empty: no limit for this user, whatever the default.",
+                        null=True,
+                        validators=[django.core.validators.MinValueValidator(0)],
+                    ),
+                ),
             ],
         ),
         migrations.RemoveIndex(
-            model_name='costlog',
-            name='costlog_time',
+            model_name="costlog",
+            name="costlog_time",
         ),
         migrations.RemoveIndex(
-            model_name='costlog',
-            name='costlog_user_time',
+            model_name="costlog",
+            name="costlog_user_time",
         ),
         migrations.RemoveIndex(
-            model_name='costlog',
-            name='costlog_model_time',
+            model_name="costlog",
+            name="costlog_model_time",
         ),
         migrations.AddField(
-            model_name='sitesettings',
-            name='default_monthly_budget',
-            field=conversations.costs.money.MoneyField(blank=True, help_text="Each user's monthly budget, unless they have one of their own (Budgets). Empty: no limit.", null=True, validators=[django.core.validators.MinValueValidator(0)]),
+            model_name="sitesettings",
+            name="default_monthly_budget",
+            field=conversations.costs.money.MoneyField(
+                blank=True,
+                help_text="Each user's monthly budget, unless they have one of their own (Budgets). Empty: no limit.",
+                null=True,
+                validators=[django.core.validators.MinValueValidator(0)],
+            ),
         ),
         migrations.AddIndex(
-            model_name='costlog',
-            index=models.Index(fields=['created_at', 'user', 'conversation', 'cost_total', 'total_tokens', 'service_name', 'model_name'], name='costlog_time_totals'),
+            model_name="costlog",
+            index=models.Index(
+                fields=[
+                    "created_at",
+                    "user",
+                    "conversation",
+                    "cost_total",
+                    "total_tokens",
+                    "service_name",
+                    "model_name",
+                ],
+                name="costlog_time_totals",
+            ),
         ),
         migrations.AddIndex(
-            model_name='costlog',
-            index=models.Index(fields=['user', 'created_at', 'cost_total', 'total_tokens'], name='costlog_user_time_totals'),
+            model_name="costlog",
+            index=models.Index(
+                fields=["user", "created_at", "cost_total", "total_tokens"], name="costlog_user_time_totals"
+            ),
         ),
         migrations.AddIndex(
-            model_name='message',
-            index=models.Index(fields=['status', 'created_at'], name='message_status_time'),
+            model_name="message",
+            index=models.Index(fields=["status", "created_at"], name="message_status_time"),
         ),
         migrations.AddField(
-            model_name='budget',
-            name='user',
-            field=models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='budget', to=settings.AUTH_USER_MODEL),
+            model_name="budget",
+            name="user",
+            field=models.OneToOneField(
+                on_delete=django.db.models.deletion.CASCADE, related_name="budget", to=settings.AUTH_USER_MODEL
+            ),
         ),
         migrations.RunPython(add_day_index, drop_day_index, elidable=False),
     ]

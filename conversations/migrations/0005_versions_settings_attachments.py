@@ -8,71 +8,88 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('conversations', '0004_budgets_cost_dashboard'),
+        ("conversations", "0004_budgets_cost_dashboard"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Attachment',
+            name="Attachment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('file', models.FileField(max_length=255, upload_to='attachments/')),
-                ('mime_type', models.CharField(max_length=50)),
-                ('size', models.PositiveIntegerField(help_text='Bytes.')),
-                ('width', models.PositiveIntegerField(blank=True, null=True)),
-                ('height', models.PositiveIntegerField(blank=True, null=True)),
-                ('source', models.CharField(max_length=20)),
-                ('source_url', models.URLField(blank=True, max_length=2000)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("file", models.FileField(max_length=255, upload_to="attachments/")),
+                ("mime_type", models.CharField(max_length=50)),
+                ("size", models.PositiveIntegerField(help_text="Bytes.")),
+                ("width", models.PositiveIntegerField(blank=True, null=True)),
+                ("height", models.PositiveIntegerField(blank=True, null=True)),
+                ("source", models.CharField(max_length=20)),
+                ("source_url", models.URLField(blank=True, max_length=2000)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
             ],
             options={
-                'ordering': ['id'],
+                "ordering": ["id"],
             },
         ),
         migrations.RemoveIndex(
-            model_name='conversation',
-            name='conversation_sidebar',
+            model_name="conversation",
+            name="conversation_sidebar",
         ),
         migrations.AddField(
-            model_name='conversation',
-            name='enable_thinking',
-            field=models.BooleanField(default=True, help_text='Sent to thinking models only.'),
+            model_name="conversation",
+            name="enable_thinking",
+            field=models.BooleanField(default=True, help_text="Sent to thinking models only."),
         ),
         migrations.AddField(
-            model_name='conversation',
-            name='max_output_tokens',
-            field=models.PositiveIntegerField(blank=True, help_text="Empty: the model's own.", null=True, validators=[django.core.validators.MinValueValidator(1)]),
+            model_name="conversation",
+            name="max_output_tokens",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Empty: the model's own.",
+                null=True,
+                validators=[django.core.validators.MinValueValidator(1)],
+            ),
         ),
         migrations.AddField(
-            model_name='conversation',
-            name='system_prompt',
+            model_name="conversation",
+            name="system_prompt",
             field=models.TextField(blank=True),
         ),
         migrations.AddField(
-            model_name='conversation',
-            name='temperature',
-            field=models.FloatField(blank=True, help_text="Empty: the model's own.", null=True, validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(2)]),
+            model_name="conversation",
+            name="temperature",
+            field=models.FloatField(
+                blank=True,
+                help_text="Empty: the model's own.",
+                null=True,
+                validators=[django.core.validators.MinValueValidator(0), django.core.validators.MaxValueValidator(2)],
+            ),
         ),
         migrations.AddField(
-            model_name='message',
-            name='parent',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='children', to='conversations.message'),
+            model_name="message",
+            name="parent",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="children",
+                to="conversations.message",
+            ),
         ),
         migrations.AddField(
-            model_name='message',
-            name='selected',
+            model_name="message",
+            name="selected",
             field=models.BooleanField(default=True),
         ),
         migrations.AddIndex(
-            model_name='conversation',
-            index=models.Index(fields=['user', '-updated_at', '-id'], name='conversation_sidebar_page'),
+            model_name="conversation",
+            index=models.Index(fields=["user", "-updated_at", "-id"], name="conversation_sidebar_page"),
         ),
         migrations.AddField(
-            model_name='attachment',
-            name='message',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attachments', to='conversations.message'),
+            model_name="attachment",
+            name="message",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="attachments", to="conversations.message"
+            ),
         ),
     ]

@@ -8,7 +8,9 @@ def link(apps, schema_editor):
     Message = apps.get_model("conversations", "Message")
     changed = []
     conversation, question, leaf, shown = None, None, None, {}
-    rows = Message.objects.order_by("conversation_id", "id").only("id", "conversation_id", "role", "parent_id", "selected")
+    rows = Message.objects.order_by("conversation_id", "id").only(
+        "id", "conversation_id", "role", "parent_id", "selected"
+    )
     for m in rows.iterator(chunk_size=2000):
         if m.conversation_id != conversation:
             conversation, question, leaf = m.conversation_id, None, None

@@ -82,9 +82,7 @@ class Thread(TypedDict):
     conversation: int
 
 
-def turn(
-    *, conversation: int, question: int, answer: int, model_name: str, thread: bool, previous: int | None
-) -> Turn:
+def turn(*, conversation: int, question: int, answer: int, model_name: str, thread: bool, previous: int | None) -> Turn:
     return {
         "type": "chat.turn",
         "conversation": conversation,
@@ -191,7 +189,16 @@ def sidebar_remove(conversation: int) -> SidebarRemove:
 
 
 Event = (
-    Turn | Delta | Status | Done | Thread | CatchUp | CatchUpTimeout | Stop | SnapshotRequest | SidebarUpdate
+    Turn
+    | Delta
+    | Status
+    | Done
+    | Thread
+    | CatchUp
+    | CatchUpTimeout
+    | Stop
+    | SnapshotRequest
+    | SidebarUpdate
     | SidebarRemove
 )
 

@@ -59,9 +59,7 @@ def turn_for(question_id: int | None, answer_id: int, model_name: str, previous:
     """The new question and an empty streaming answer, appended to the messages shown.
     `previous` (the answer the question follows) loses its Regenerate button."""
     question = Message.objects.get(pk=question_id) if question_id else None
-    return _render(
-        "turn", {"question": question, "answer": _as_started(answer_id, model_name), "previous": previous}
-    )
+    return _render("turn", {"question": question, "answer": _as_started(answer_id, model_name), "previous": previous})
 
 
 def thread_for(conversation_id: int, streaming_answer_id: int | None = None) -> str:
@@ -88,8 +86,10 @@ def thread_for(conversation_id: int, streaming_answer_id: int | None = None) -> 
 
 
 def done_for(answer_id: int) -> str:
-    answer = Message.objects.select_related("cost_log", "conversation__user").prefetch_related("attachments").get(
-        pk=answer_id
+    answer = (
+        Message.objects.select_related("cost_log", "conversation__user")
+        .prefetch_related("attachments")
+        .get(pk=answer_id)
     )
     answer.conversation.tree().annotate([answer])
     return _render(
@@ -121,7 +121,8 @@ def sidebar_item_for(conversation_id: int, prepend: bool) -> str:
         return sidebar_remove(conversation_id)
     generating = conversation.messages.filter(status=Message.Status.STREAMING).exists()
     return _render(
-        "sidebar_item", {"c": conversation, "generating_ids": {conversation.pk} if generating else set(), "prepend": prepend}
+        "sidebar_item",
+        {"c": conversation, "generating_ids": {conversation.pk} if generating else set(), "prepend": prepend},
     )
 
 

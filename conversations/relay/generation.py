@@ -142,7 +142,9 @@ def outcome(
         error = gateway.GatewayError(ErrorKind.INCOMPLETE, "The gateway's answer ended before it was complete.")
     if isinstance(error, (ApiKey.DoesNotExist, vault.UndecryptableKey)):
         return Outcome(
-            Message.Status.FAILED, "Your API key could not be read. Add it again on the API keys page.", ErrorKind.KEY_REFUSED
+            Message.Status.FAILED,
+            "Your API key could not be read. Add it again on the API keys page.",
+            ErrorKind.KEY_REFUSED,
         )
     if not isinstance(error, gateway.GatewayError):
         return Outcome(Message.Status.FAILED, "Something went wrong while reading the gateway's answer.", "")
