@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.utils import timezone
 
 from conversations.costs import budgets
@@ -31,7 +32,7 @@ class Admission:
         return not (self.refusal or self.needs_key)
 
 
-def admit(user, conversation: Conversation | None) -> Admission:
+def admit(user: User, conversation: Conversation | None) -> Admission:
     """Whether `user` may start a generation (in `conversation`, or a new chat) now."""
     if conversation is not None and busy(conversation):
         return Admission(refusal=BUSY)
@@ -52,7 +53,7 @@ def busy(conversation: Conversation) -> bool:
     return conversation.generating_message() is not None
 
 
-def limits_refusal(user) -> str | None:
+def limits_refusal(user: User) -> str | None:
     """Why the user may not start another generation now, or None if they may."""
     streaming = Message.objects.filter(conversation__user=user, status=Message.Status.STREAMING).count()
     if streaming >= settings.MAX_CONCURRENT_GENERATIONS:

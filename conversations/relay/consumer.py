@@ -18,6 +18,7 @@ from typing import cast
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from conversations.forms import SettingsForm
@@ -36,7 +37,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if user is None or not user.is_authenticated:
             await self.close()  # before accept: the handshake is refused
             return
-        self.user = user
+        self.user = cast(User, user)  # the session's user, behind a lazy object
         self.deltas = DeltaFilter()
         self.watching: set[str] = set()  # groups this socket joined
         self.deadline: asyncio.Task | None = None

@@ -29,6 +29,7 @@ import time
 from datetime import timedelta
 from typing import NamedTuple
 
+import httpx
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.db import transaction
@@ -281,7 +282,7 @@ class Generation:
             self.received = True
             self.first_chunk_after = time.monotonic() - self.started
 
-    async def _read_stream(self, client, api_key: str) -> None:
+    async def _read_stream(self, client: httpx.AsyncClient, api_key: str) -> None:
         stream = gateway.stream_generate(
             base_url=settings.UPSTREAM_BASE_URL, api_key=api_key, body=self.body, client=client
         )
@@ -302,7 +303,7 @@ class Generation:
             elif isinstance(item, gateway.Skipped):
                 self.skipped += 1
 
-    async def _read_once(self, client, api_key: str) -> None:
+    async def _read_once(self, client: httpx.AsyncClient, api_key: str) -> None:
         """An image model's whole answer, from POST /generate."""
         result = await gateway.generate(
             base_url=settings.UPSTREAM_BASE_URL,

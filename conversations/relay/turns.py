@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -48,7 +49,9 @@ class NewTurn:
         )
 
 
-def ask(user, conversation: Conversation | None, model: GatewayModel, text: str, settings: dict | None) -> NewTurn:
+def ask(
+    user: User, conversation: Conversation | None, model: GatewayModel, text: str, settings: dict | None
+) -> NewTurn:
     """The user's question after the last message shown, and an empty answer to it.
 
     `conversation` is None for a new chat; `settings` (cleaned by forms.SettingsForm) are
