@@ -89,3 +89,54 @@ def test_a_stream_started_on_one_process_is_watched_resumed_and_stopped_on_anoth
         expect(page.get_by_role("button", name="Send")).to_be_visible()
     page_a.reload()
     expect(page_a.locator("article.status-stopped .answer")).to_have_text(re.compile(r"^\s*alpha beta gamma\s*$"))
+
+
+def test_parallel_sockets_on_both_processes_cannot_pass_the_concurrency_limit(browser, servers, module_gateway):
+    """Admission holds a lock on the user's row: ten sockets, five on each process, all
+    sending at once, start only as many answers as the limit allows (2 by default)."""
+    import asyncio
+    import json
+
+    import websockets
+
+    a, b = servers
+    release = threading.Event()
+    module_gateway.queue(*(Reply(parts=[sse(chunk("Busy")), Wait(release, timeout=30), final()]) for _ in range(10)))
+    page = browser.new_context().new_page()
+    page.set_default_timeout(15_000)
+    sign_up(page, a)
+    add_key(page, a, "Personal", "sk_live_parallel_0123456789")
+    model = page.get_by_label("Model").input_value()
+    cookie = "; ".join(f"{c['name']}={c['value']}" for c in page.context.cookies())
+
+    async def answer(socket) -> str:
+        """The frame that answers a send (sidebar updates of the other chats may come first)."""
+        while True:
+            frame = str(await asyncio.wait_for(socket.recv(), 15))
+            if 'id="chat-error"' in frame or 'id="conversation-field"' in frame:
+                return frame
+
+    async def send_everywhere() -> list[str]:
+        sockets = [
+            await websockets.connect(
+                server.url.replace("http", "ws") + "/ws/chat/",
+                origin=server.url,
+                additional_headers={"Cookie": cookie},
+            )
+            for server in (a, b) * 5
+        ]
+        frame = {"action": "send", "message": "Hello", "model": model, "conversation": ""}
+        await asyncio.gather(*(s.send(json.dumps(frame)) for s in sockets))
+        replies = await asyncio.gather(*(answer(s) for s in sockets))
+        release.set()
+        for s in sockets:
+            await s.close()
+        return [str(r) for r in replies]
+
+    replies: list[str] = []
+    thread = threading.Thread(target=lambda: replies.extend(asyncio.run(send_everywhere())))
+    thread.start()  # Playwright's sync API owns this thread's event loop
+    thread.join(60)
+    assert len(replies) == 10
+    refused = [r for r in replies if "the limit is 2" in r]
+    assert len(refused) == 8, replies

@@ -100,9 +100,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
                 await self.send_error(f"Check the settings: {form.error_text()}")
                 return
             settings_data = form.cleaned_data
-        if admitted := await self.admit(conversation):
-            turn = await database_sync_to_async(turns.ask)(self.user, conversation, model, text, settings_data)
-            await self.launch(turn, admitted)
+        if turn := await self.admit(
+            conversation, model, lambda: turns.ask(self.user, conversation, model, text, settings_data)
+        ):
             await self.send(fragments.accepted(turn.conversation, new=turn.new_conversation))
 
     async def retry(self, data: dict):
@@ -134,8 +134,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             model = await self.valid_model(data["model"])
         elif not (model := await self.answer_model(answer)):
             await self.send_error("That model is not available. Pick one from the list and try again.")
-        if model and (admitted := await self.admit(conversation)):
-            await self.launch(await database_sync_to_async(turns.regenerate)(answer, model), admitted)
+        if model:
+            await self.admit(conversation, model, lambda: turns.regenerate(answer, model))
 
     async def edit(self, data: dict):
         """A new version of one of the user's questions, and a fresh answer to it."""
@@ -147,8 +147,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if text is None:
             return
         model = await self.valid_model(data.get("model"))
-        if model and (admitted := await self.admit(question.conversation)):
-            await self.launch(await database_sync_to_async(turns.edit)(question, text, model), admitted)
+        if model:
+            await self.admit(question.conversation, model, lambda: turns.edit(question, text, model))
 
     async def select(self, data: dict):
         """Show another version of a message (the "‹ 2/3 ›" buttons), in every tab."""
@@ -219,20 +219,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error("That model is not available. Pick one from the list.")
         return model
 
-    async def admit(self, conversation: Conversation | None) -> admission.Admission | None:
-        """The admission if the user may generate now, or None after saying why not."""
-        admitted = await database_sync_to_async(admission.admit)(self.user, conversation)
+    async def admit(
+        self, conversation: Conversation | None, model: GatewayModel, store: Callable[[], turns.NewTurn]
+    ) -> turns.NewTurn | None:
+        """If the user may generate now, store the turn (`store`) and relay its answer;
+        else say why not. Returns the stored turn, or None."""
+        admitted = await database_sync_to_async(admission.admit)(self.user, conversation, model, store)
         if admitted.needs_key:
             await self.send(fragments.no_api_key())
         elif admitted.refusal:
             await self.send_error(admitted.refusal)
-        return admitted if admitted.admitted else None
-
-    async def launch(self, turn: turns.NewTurn, admitted: admission.Admission):
+        if (turn := admitted.turn) is None:
+            return None
         await generation.launch(
             turn, user_id=self.user.pk, api_key_id=admitted.api_key_id, channel_name=self.channel_name
         )
         self.watching.add(events.conversation_group(turn.conversation.pk))  # launch() put this socket in it
+        return turn
 
     async def resync(self, conversation: Conversation):
         """Bring a page that (re)connects up to date: the answer so far, then only later deltas."""
