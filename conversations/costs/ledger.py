@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from django.contrib.auth import get_user_model
 from django.db import connection
@@ -97,10 +97,19 @@ def settle(
 
 @dataclass(frozen=True)
 class Period:
-    """Whole days in the site's time zone, both ends included."""
+    """Whole days in the site's time zone, both ends included, between FIRST_DAY and
+    LAST_DAY: far beyond any ledger row, and far from the ends of Python's dates (a
+    period ending on 9999-12-31 could not say where its last day ends)."""
 
     start: date
     end: date
+
+    FIRST_DAY: ClassVar[date] = date(2000, 1, 1)
+    LAST_DAY: ClassVar[date] = date(2100, 12, 31)
+
+    def __post_init__(self) -> None:
+        if not self.FIRST_DAY <= self.start <= self.end <= self.LAST_DAY:
+            raise ValueError(f"Not a period the ledger covers: {self.start} to {self.end}.")
 
     @classmethod
     def this_month(cls, today: date | None = None) -> Period:

@@ -4,6 +4,7 @@ user's own usage. The numbers come from ledger.py (database aggregation only).""
 from __future__ import annotations
 
 import csv
+import logging
 from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
 from functools import wraps
@@ -24,6 +25,8 @@ from django.utils.cache import patch_vary_headers
 from conversations.costs import budgets, chart, ledger
 from conversations.costs.money import plain
 
+log = logging.getLogger(__name__)
+
 # The user table shows this many rows unless asked for all (?all_users=1); the CSV has them all.
 TABLE_ROWS = 20
 
@@ -42,6 +45,14 @@ def staff_required(view):
     return wrapper
 
 
+def _in_the_ledger(day: date) -> None:
+    first, last = ledger.Period.FIRST_DAY, ledger.Period.LAST_DAY
+    if not first <= day <= last:
+        raise forms.ValidationError(
+            f"Pick a day between {ledger.day_label(first, year=True)} and {ledger.day_label(last, year=True)}."
+        )
+
+
 class CostFilterForm(forms.Form):
     """The dashboard's query string: ?from=2026-11-01&to=2026-11-30&user=alice&model=service/model"""
 
@@ -53,7 +64,16 @@ class CostFilterForm(forms.Form):
         # "from" is a Python keyword: these two can't be class attributes.
         for name in ("from", "to"):
             self.fields[name] = forms.DateField(
-                required=False, label=name.title(), widget=forms.DateInput(attrs={"type": "date"})
+                required=False,
+                label=name.title(),
+                validators=[_in_the_ledger],
+                widget=forms.DateInput(
+                    attrs={
+                        "type": "date",
+                        "min": ledger.Period.FIRST_DAY.isoformat(),
+                        "max": ledger.Period.LAST_DAY.isoformat(),
+                    }
+                ),
             )
         self.order_fields(["from", "to", "user", "model"])
         choices = {f"{service}/{model}": label for (service, model), label in labels.items()}
@@ -215,6 +235,21 @@ GROUP_HEADER = [
 ]
 
 
+# Said by the last line of an export that an error stopped midway (the response had
+# started, so it could no longer become an error page). No comma: one plain cell.
+CUT_SHORT = "EXPORT CUT SHORT: an error stopped it here and the rows above are not all of them. Download it again."
+
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection,
+# e.g. a conversation title "=HYPERLINK(...)"): a quote in front keeps it text. Only
+# text columns pass through _text(), so numbers stay exactly as they are.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _text(value: object) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 class _Line:
     """csv.writer writes into this and gets the line back, so rows can stream."""
 
@@ -223,14 +258,22 @@ class _Line:
 
 
 def _csv_lines(header: list[str], rows: Iterable[list]) -> Iterator[str]:
+    """The file, line by line. Once the response has started an error can no longer be
+    an error page, and one raised into the server wedged Daphne: it is logged, and the
+    file ends with a line saying it is incomplete."""
     writer = csv.writer(_Line())
     yield writer.writerow(header)
-    for row in rows:
-        yield writer.writerow(row)
+    try:
+        for row in rows:
+            yield writer.writerow(row)
+    except Exception:
+        log.exception("A CSV export stopped midway")
+        yield writer.writerow([CUT_SHORT])
 
 
 def _ledger_rows(scope: ledger.Scope) -> Iterator[list]:
-    """One row per generation, streamed from the database in chunks (never all in memory)."""
+    """One row per generation, streamed from the database in chunks (never all in memory).
+    The query is built now, before the response starts; the stream only reads it."""
     rows = (
         scope.cost_logs()
         .order_by("created_at", "pk")
@@ -252,13 +295,16 @@ def _ledger_rows(scope: ledger.Scope) -> Iterator[list]:
         )
         .iterator(chunk_size=2000)
     )
-    for (created_at, username, conversation, title, message, service, model, tokens_in, tokens_out, tokens,
-         cost_in, cost_out, cost, warnings) in rows:  # fmt: skip
-        yield [
-            created_at.isoformat(), username or "", conversation or "", title or "", message or "", service, model,
-            _number(tokens_in), _number(tokens_out), _number(tokens),
-            plain(cost_in), plain(cost_out), plain(cost), " | ".join(str(w) for w in warnings or []),
-        ]  # fmt: skip
+    return (_ledger_row(*values) for values in rows)
+
+
+def _ledger_row(created_at, username, conversation, title, message, service, model, tokens_in, tokens_out, tokens,
+                cost_in, cost_out, cost, warnings) -> list:  # fmt: skip
+    return [
+        created_at.isoformat(), _text(username), conversation or "", _text(title), message or "",
+        _text(service), _text(model), _number(tokens_in), _number(tokens_out), _number(tokens),
+        plain(cost_in), plain(cost_out), plain(cost), _text(" | ".join(str(w) for w in warnings or [])),
+    ]  # fmt: skip
 
 
 def _group_rows(groups: list[ledger.Group], key_columns) -> Iterator[list]:
@@ -294,11 +340,13 @@ def costs_csv(request, table: str):
     elif table == "users":
         total = ledger.totals_of(ledger.daily(scope, ["cost"]))
         groups = ledger.sort_groups(ledger.by_user(scope, total.cost, ledger.SUM_FIELDS), "-cost")
-        lines = _csv_lines(["user", *GROUP_HEADER], _group_rows(groups, lambda g: [g.label]))
+        lines = _csv_lines(["user", *GROUP_HEADER], _group_rows(groups, lambda g: [_text(g.label)]))
     elif table == "models":
         daily = ledger.daily(scope, ledger.SUM_FIELDS)
         groups = ledger.sort_groups(ledger.by_model(daily, ledger.totals_of(daily).cost), "-cost")
-        lines = _csv_lines(["service", "model", *GROUP_HEADER], _group_rows(groups, lambda g: list(g.key)))
+        lines = _csv_lines(
+            ["service", "model", *GROUP_HEADER], _group_rows(groups, lambda g: [_text(k) for k in g.key])
+        )
     else:
         return HttpResponse("Unknown export.", status=404, content_type="text/plain")
     period = scope.period
