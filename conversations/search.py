@@ -11,6 +11,8 @@ PostgreSQL (a common word: every match is rechecked).
 
 from __future__ import annotations
 
+import unicodedata
+
 from django.db import connection
 from django.db.models import F, Min, Q, Value
 from django.db.models.expressions import RawSQL
@@ -21,7 +23,16 @@ from conversations.models import Conversation, Message
 FTS_TABLE = "conversations_message_fts"
 SEARCH_RESULTS = 30
 MIN_TEXT_QUERY = 3  # trigram indexes need three characters
+MAX_QUERY = 200
 SNIPPET_BEFORE, SNIPPET_LENGTH = 50, 160
+
+
+def clean_query(text: str) -> str:
+    """What was typed, as searched: spaces collapsed, control characters dropped (a NUL
+    ended SQLite's FTS5 phrase early, an error; PostgreSQL refuses NUL in text), at
+    most MAX_QUERY characters. Format characters (the joiners in emoji) stay."""
+    kept = "".join(c for c in text if c.isspace() or unicodedata.category(c) != "Cc")
+    return " ".join(kept.split())[:MAX_QUERY]
 
 
 def _phrase(query: str) -> str:

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from django.contrib.auth.models import User
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+LARGEST_ID = 2**63 - 1
 
 
 def cursor(conversation: Conversation) -> str:
@@ -28,10 +29,18 @@ def cursor(conversation: Conversation) -> str:
 
 
 def _parse_cursor(text: str) -> tuple[datetime, int]:
+    """ValueError for anything cursor() could not have written: numbers too big for a
+    date or a 64-bit id would overflow (into a 500) instead of finding nothing."""
     micros, sep, pk = text.partition("_")
-    if not sep:
+    if not sep or not micros.lstrip("-").isdigit() or not pk.isdigit():
         raise ValueError(text)
-    return EPOCH + timedelta(microseconds=int(micros)), int(pk)
+    number = int(pk)
+    if number > LARGEST_ID:
+        raise ValueError(text)
+    try:
+        return EPOCH + timedelta(microseconds=int(micros)), number
+    except OverflowError:
+        raise ValueError(text) from None
 
 
 def page(user: User, after: str = "") -> dict[str, Any]:

@@ -23,7 +23,7 @@ from conversations.models import (
     Message,
 )
 from conversations.relay import events, generation
-from conversations.search import find
+from conversations.search import clean_query, find
 
 
 def _get_conversation(request, conversation_id: int) -> Conversation:
@@ -101,7 +101,7 @@ def conversation_page(request):
 @login_required
 def search(request):
     """The user's conversations whose title or messages contain the words typed (only theirs)."""
-    query = " ".join(request.GET.get("q", "").split())[:200]
+    query = clean_query(request.GET.get("q", ""))
     ctx = {"query": query}
     if query:
         ctx.update(find(request.user, query))

@@ -151,6 +151,44 @@ def test_bob_gets_404_on_renaming_deleting_exporting_and_paging_alices(client, a
     assert "conversation-" not in client.get("/search/", {"q": "Q"}).content.decode()
 
 
+TOO_BIG = "99999999999999999999"  # 20 digits: beyond a 64-bit id
+
+
+@pytest.mark.parametrize(
+    "method, url",
+    [
+        ("get", "/c/{big}/"),
+        ("get", "/c/{big}/heading/"),
+        ("get", "/c/{big}/rename/"),
+        ("post", "/c/{big}/delete/"),
+        ("post", "/c/{big}/settings/"),
+        ("get", "/c/{big}/export.md"),
+        ("get", "/c/{c}/m/{big}/"),
+        ("get", "/c/{big}/m/{m}/"),
+        ("get", "/c/{big}/m/{big}/"),
+        ("get", "/c/{c}/m/{big}/edit/"),
+        ("get", "/c/{big}/m/{m}/edit/"),
+        ("get", "/attachments/{big}/"),
+        ("post", "/keys/{big}/use/"),
+        ("post", "/keys/{big}/replace/"),
+        ("post", "/keys/{big}/delete/"),
+    ],
+)
+@pytest.mark.parametrize("big", [TOO_BIG, str(2**63)])
+def test_an_id_too_big_for_the_database_is_a_404(client, alice, method, url, big):
+    conversation, question, _ = _paid_conversation(alice)
+    client.force_login(alice)
+    response = getattr(client, method)(url.format(big=big, c=conversation.pk, m=question.pk))
+    assert response.status_code == 404
+
+
+def test_the_largest_id_the_database_holds_is_still_an_id(client, alice):
+    client.force_login(alice)
+    assert client.get(f"/c/{2**63 - 1}/").status_code == 404  # looked up, not there
+    conversation = _paid_conversation(alice)[0]
+    assert client.get(f"/c/{conversation.pk}/").status_code == 200
+
+
 @pytest.mark.django_db(transaction=True)
 async def test_a_page_that_connects_asks_how_its_marked_conversations_are(alice, bob):
     """A marker drawn at page load may be stale by the time the socket listens."""
@@ -251,9 +289,17 @@ def test_pages_are_keyset_pages_on_updated_at_and_id(alice):
         sidebar.page(alice, "nonsense")
 
 
-def test_a_bad_page_cursor_is_a_400(client, alice):
+@pytest.mark.parametrize(
+    "after",
+    ["x", f"{10**20}_1", f"-{10**20}_1", f"1_{10**20}", f"1_{2**63}", "1_-1", "1e9_1", "_", "1__2"],
+)
+def test_a_bad_page_cursor_is_a_400(client, alice, after):
     client.force_login(alice)
-    assert client.get("/conversations/", {"after": "x"}).status_code == 400
+    response = client.get("/conversations/", {"after": after})
+    assert response.status_code == 400
+    assert "That page of conversations does not exist." in response.content.decode()
+    with pytest.raises(ValueError):
+        sidebar.page(alice, after)
 
 
 # --- search ------------------------------------------------------------------------------------
@@ -308,6 +354,23 @@ def test_it_searches_titles_and_message_text(client, alice, bob):
     # Newest first.
     both = results("common")
     assert both.index(f"/c/{code.pk}/") < both.index(f"/c/{trip.pk}/")
+
+
+@pytest.mark.parametrize("query", ["\x00", "\x00\x00\x00", '"\x00"', "\x00\x7f\x1b"])
+def test_search_ignores_control_characters(client, alice, query):
+    _conversation(alice, "Red alert", "the red text")
+    client.force_login(alice)
+    response = client.get("/search/", {"q": query})
+    assert response.status_code == 200
+    assert "/c/" not in response.content.decode()
+
+
+def test_search_reads_a_query_without_its_control_characters(client, alice):
+    chat = _conversation(alice, "Red alert", "the red text")
+    client.force_login(alice)
+    page = client.get("/search/", {"q": "te\x00xt"}).content.decode()
+    assert f'href="/c/{chat.pk}/"' in page and "<mark>text</mark>" in page
+    assert search.clean_query("  a\x00b\tc\u200dd\x1b  ") == "ab c\u200dd"  # joiners (emoji) stay
 
 
 def test_search_finds_every_version_but_not_an_answer_still_streaming(client, alice, settings):
