@@ -674,6 +674,23 @@ def test_it_uses_another_client_in_another_event_loop():
     assert asyncio.run(shared_client()) is not asyncio.run(shared_client())
 
 
+async def test_it_keeps_no_cookie_from_one_request_for_the_next(fake_gateway):
+    # One client serves every user: a cookie the gateway sets during alice's request
+    # must never go out with bob's.
+    alices = stream_reply(["Hi alice"])
+    alices.headers["Set-Cookie"] = "session=alice; Path=/"
+    fake_gateway.queue(alices, stream_reply(["Hi bob"]))
+    try:
+        for key in ("sk_alice_key", "sk_bob_key"):
+            async for _ in stream_generate(base_url=fake_gateway.base_url, api_key=key, body=BODY):
+                pass
+    finally:
+        await get_client().aclose()
+    alice, bob = fake_gateway.requests
+    assert alice.headers["x-api-key"] == "sk_alice_key"
+    assert bob.headers["x-api-key"] == "sk_bob_key" and "cookie" not in bob.headers
+
+
 def test_default_timeout_allows_long_silences():
     timeout = default_timeout()
     assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (10.0, 120.0, 10.0, 10.0)

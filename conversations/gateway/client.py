@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -27,6 +28,12 @@ def default_timeout(read: float = 120.0) -> httpx.Timeout:
     return httpx.Timeout(10.0, read=read)
 
 
+def no_cookies() -> CookieJar:
+    """A cookie jar that keeps nothing. The shared client serves every user: a cookie the
+    gateway set during alice's request would otherwise go out with bob's."""
+    return CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+
+
 def get_client(timeout: httpx.Timeout | None = None) -> httpx.AsyncClient:
     """The running loop's shared client, created on first use.
 
@@ -35,7 +42,7 @@ def get_client(timeout: httpx.Timeout | None = None) -> httpx.AsyncClient:
     loop = asyncio.get_running_loop()
     client = _clients.get(loop)
     if client is None or client.is_closed:
-        client = httpx.AsyncClient(timeout=timeout or default_timeout(), limits=LIMITS)
+        client = httpx.AsyncClient(timeout=timeout or default_timeout(), limits=LIMITS, cookies=no_cookies())
         _clients[loop] = client
     return client
 
