@@ -25,6 +25,7 @@ from conversations.gateway import (
     build_body,
     default_timeout,
     error_from_response,
+    generate,
     get_client,
     history_turn,
     parse_decimal,
@@ -38,6 +39,7 @@ from tests.fakegateway import (
     chunk,
     error_reply,
     final,
+    generate_reply,
     sse,
     stream_reply,
 )
@@ -558,6 +560,104 @@ async def test_it_never_shows_the_api_key_that_the_gateway_echoes(run, fake_gate
 
     assert error.kind == "stream_error"
     assert KEY not in str(error)
+
+
+# A key as long as a real one: a piece of it that survives a cut would still be a leak.
+LONG_KEY = "sk_live_5c0b8e2f7a9d4c1e6b3a8f0d2e"
+
+
+def leaked(text: str, key: str = LONG_KEY) -> list[str]:
+    """Every 10-character piece of the key found in `text`."""
+    return [key[i : i + 10] for i in range(len(key) - 9) if key[i : i + 10] in text]
+
+
+async def test_it_redacts_the_key_from_every_item_it_yields(fake_gateway):
+    fake_gateway.queue(
+        Reply(
+            parts=[
+                sse(chunk(f"Your key is {LONG_KEY}.")),
+                sse(
+                    {"type": "metadata", "name": "metadata", "content": {"sent": LONG_KEY, LONG_KEY: [f"<{LONG_KEY}>"]}}
+                ),
+                sse(f"not JSON, with {LONG_KEY}"),
+                sse(
+                    {
+                        "final": True,
+                        "usage": {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3},
+                        "cost": {"total": "0.001"},
+                        "warnings": [f"{LONG_KEY} is nearly out of quota", {"message": f"key {LONG_KEY}"}],
+                        "request": {"headers": {"X-API-Key": LONG_KEY}},
+                    }
+                ),
+            ]
+        )
+    )
+    try:
+        items = [item async for item in stream_generate(base_url=fake_gateway.base_url, api_key=LONG_KEY, body=BODY)]
+    finally:
+        await get_client().aclose()
+
+    assert leaked(repr(items)) == []
+    delta, extra, skipped, last = items
+    assert delta.text == "Your key is [API key]."
+    assert extra.chunk["content"] == {"sent": "[API key]", "[API key]": ["<[API key]>"]}
+    assert skipped.data == "not JSON, with [API key]"
+    assert last.warnings == ["[API key] is nearly out of quota", "key [API key]"]
+    assert last.raw["request"] == {"headers": {"X-API-Key": "[API key]"}}
+    assert last.cost_total == Decimal("0.001")
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        error_reply(500, "x" * 480 + LONG_KEY + "y" * 86),
+        error_reply(400, {"detail": "x" * 480 + LONG_KEY + "y" * 86}),
+        error_reply(422, {"detail": [{"loc": ["body"], "msg": "x" * 480 + LONG_KEY}]}),
+        error_reply(200, "x" * 480 + LONG_KEY + "y" * 86, {"Content-Type": "text/html"}),  # not an event stream
+        Reply(parts=[sse(chunk("a")), sse({"error": "x" * 480 + LONG_KEY + "y" * 86})]),
+        Reply(parts=[sse("x" * 480 + LONG_KEY + "y" * 86, event="error")]),
+    ],
+    ids=["text", "json", "validation", "not-a-stream", "error-chunk", "error-event"],
+)
+async def test_it_redacts_the_key_before_it_cuts_long_error_text(fake_gateway, reply):
+    fake_gateway.queue(reply)
+    try:
+        with pytest.raises(GatewayError) as failed:
+            async for _ in stream_generate(base_url=fake_gateway.base_url, api_key=LONG_KEY, body=BODY):
+                pass
+    finally:
+        await get_client().aclose()
+    assert leaked(failed.value.message) == []
+    assert "[API key]" in failed.value.message
+
+
+async def test_a_whole_answer_is_redacted_like_a_stream(fake_gateway):
+    fake_gateway.queue(
+        generate_reply(
+            [
+                {"type": "text", "name": "output", "content": f"key {LONG_KEY}"},
+                {"type": "text", "name": "thinking", "content": f"hmm {LONG_KEY}"},
+                {"type": "metadata", "name": "metadata", "content": LONG_KEY},
+                {"type": "image", "name": "output", "content": f"https://cdn.example/x.png?key={LONG_KEY}"},
+            ],
+            warnings=[f"{LONG_KEY} nearly out of quota"],
+        ),
+        error_reply(403, {"detail": "x" * 480 + LONG_KEY}),
+        Reply(
+            headers={"Content-Type": "application/json"}, body=b'{"error": "' + b"x" * 480 + LONG_KEY.encode() + b'"}'
+        ),
+    )
+    try:
+        result = await generate(base_url=fake_gateway.base_url, api_key=LONG_KEY, body=BODY)
+        with pytest.raises(GatewayError) as refused:
+            await generate(base_url=fake_gateway.base_url, api_key=LONG_KEY, body=BODY)
+        with pytest.raises(GatewayError) as failed:
+            await generate(base_url=fake_gateway.base_url, api_key=LONG_KEY, body=BODY)
+    finally:
+        await get_client().aclose()
+    assert leaked(repr(result)) == [] and result.text == "key [API key]"
+    assert result.final.warnings == ["[API key] nearly out of quota"]
+    assert leaked(refused.value.message) == [] and leaked(failed.value.message) == []
 
 
 async def test_it_logs_one_warning_per_failed_request_without_the_key(run, fake_gateway, caplog):

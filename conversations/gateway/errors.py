@@ -1,6 +1,7 @@
 """What can go wrong, in words for the user: `ErrorKind`, `GatewayError`, and turning
 the gateway's error answers (ASSUMED shapes, docs/UPSTREAM.md "Errors before the stream starts")
-and httpx's failures into them, with the API key never in a message or a log line.
+and httpx's failures into them, with the API key never in a message or a log line
+(`scrub` takes it out of everything the gateway says, errors or not).
 """
 
 from __future__ import annotations
@@ -68,9 +69,9 @@ class GatewayError(Exception):
         return f"GatewayError({self.kind.value!r}, {self.message!r}, status={self.status!r})"
 
 
-def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
+def error_from_response(status: int, body: bytes, headers: Mapping[str, str], api_key: str = "") -> GatewayError:
     """A `GatewayError` for a non-2xx answer (ASSUMED: the statuses' meanings and the
-    error body shapes, docs/UPSTREAM.md "Errors before the stream starts")."""
+    error body shapes, docs/UPSTREAM.md "Errors before the stream starts"), without `api_key`."""
     retry_after = _retry_after(headers)
     if status in (401, 403):
         kind, sentence = ErrorKind.KEY_REFUSED, "The gateway refused the API key"
@@ -86,7 +87,7 @@ def error_from_response(status: int, body: bytes, headers: Mapping[str, str]) ->
         kind, sentence = ErrorKind.SERVER, f"The gateway failed (HTTP {status})"
     else:
         kind, sentence = ErrorKind.HTTP, f"The gateway answered HTTP {status}"
-    text = error_text(body)
+    text = error_text(body, api_key)
     message = f"{sentence}: {text}" if text else f"{sentence}."
     return GatewayError(kind, message, status=status, retry_after=retry_after)
 
@@ -105,13 +106,42 @@ def transport_error(exc: Exception, where: str, answered: bool) -> GatewayError:
     return GatewayError(ErrorKind.CONNECT, f"Could not connect to the gateway at {where}{reason(exc)}.")
 
 
+# --- The API key, out of everything the gateway says -------------------------------------
+
+REDACTED = "[API key]"
+
+
+def scrub(value: Any, api_key: str) -> Any:
+    """`value` with `api_key` replaced in every string, dict keys and nested values
+    included. The gateway may echo the key anywhere (an error, a warning, metadata, the
+    text): nothing it says is stored, shown or logged before this."""
+    if not api_key:
+        return value
+    if isinstance(value, str):
+        return value.replace(api_key, REDACTED) if api_key in value else value
+    if isinstance(value, dict):
+        return {scrub(k, api_key): scrub(v, api_key) for k, v in value.items()}
+    if isinstance(value, list):
+        return [scrub(item, api_key) for item in value]
+    return value
+
+
+def scrub_parsed(value: Any, raw: str, api_key: str) -> Any:
+    """`scrub` for a value parsed from the JSON text `raw`, skipped (the cost of one
+    `in` per chunk) when `raw` holds neither the key nor an escape: then every string in
+    the value is a piece of `raw`, so none can hold the key."""
+    if api_key and (api_key in raw or "\\" in raw):
+        return scrub(value, api_key)
+    return value
+
+
 def redacted(exc: GatewayError, api_key: str) -> GatewayError:
-    # The gateway may echo the key in an error body; never pass it on.
+    # The last guard for a message the adapter made: texts were scrubbed before they were cut.
     if not api_key or api_key not in exc.message:
         return exc
     return GatewayError(
         exc.kind,
-        exc.message.replace(api_key, "[API key]"),
+        exc.message.replace(api_key, REDACTED),
         status=exc.status,
         retry_after=exc.retry_after,
     )
@@ -133,21 +163,24 @@ def log_failure(exc: GatewayError, where: str) -> GatewayError:
 _MAX_TEXT = 500
 
 
-def error_text(body: bytes) -> str:
-    """The gateway's own words from an error body: JSON shapes, else the plain text."""
+def error_text(body: bytes, api_key: str = "") -> str:
+    """The gateway's own words from an error body (JSON shapes, else the plain text),
+    without `api_key`."""
     text = body.decode("utf-8", errors="replace").strip()
     if not text:
         return ""
     try:
-        text = message_of(json.loads(text, parse_float=Decimal))
+        value = json.loads(text, parse_float=Decimal)
     except ValueError:
-        pass
-    return _cap(text)
+        value = text
+    # Scrubbed before message_of cuts it: a key cut in two would show most of itself.
+    return message_of(scrub(value, api_key))
 
 
 def message_of(value: Any) -> str:
     """FastAPI `detail` (string or list of {loc, msg}), `error` (string or object),
-    `message`, `msg`, `content`; anything else as JSON (ASSUMED shapes)."""
+    `message`, `msg`, `content`; anything else as JSON (ASSUMED shapes). Cut to
+    _MAX_TEXT: pass a value already scrubbed of the API key."""
     if isinstance(value, str):
         return _cap(value.strip())
     if isinstance(value, list):

@@ -26,6 +26,8 @@ from conversations.gateway.errors import (
     log_failure,
     message_of,
     redacted,
+    scrub,
+    scrub_parsed,
     transport_error,
 )
 from conversations.gateway.types import Delta, Final, Item, Skipped
@@ -38,7 +40,8 @@ async def stream_generate(
     body: dict,
     client: httpx.AsyncClient | None = None,
 ) -> AsyncIterator[Item]:
-    """Stream one generation: yield `Delta`/`Extra`/`Skipped` items, then one `Final`.
+    """Stream one generation: yield `Delta`/`Extra`/`Skipped` items, then one `Final`,
+    with `api_key` replaced by "[API key]" wherever the gateway echoes it.
 
     Raises `GatewayError` for every failure, after yielding whatever arrived before it.
     Close the iterator if you stop early (`contextlib.aclosing`), so the connection is
@@ -57,14 +60,14 @@ async def stream_generate(
             # A non-2xx body is JSON or text, not SSE: read it whole.
             if not response.is_success:
                 await response.aread()
-                raise error_from_response(response.status_code, response.content, response.headers)
+                raise error_from_response(response.status_code, response.content, response.headers, api_key)
             content_type = response.headers.get("content-type", "")
             if "text/event-stream" not in content_type:
                 await response.aread()
-                raise _not_a_stream(response.status_code, content_type, response.content)
+                raise _not_a_stream(response.status_code, content_type, response.content, api_key)
             async with aclosing(source.aiter_sse()) as events:
                 async for event in events:
-                    for item in _items(event):
+                    for item in _items(event, api_key):
                         if isinstance(item, Final):
                             final = item
                         else:
@@ -81,10 +84,10 @@ async def stream_generate(
     yield final
 
 
-def _items(event: ServerSentEvent) -> list[Item]:
+def _items(event: ServerSentEvent, api_key: str) -> list[Item]:
     """Route one SSE event (ASSUMED: the error shapes; KNOWN: the chunk shapes)."""
     if event.event == "error":
-        raise _stream_error(event.data)
+        raise _stream_error(event.data, api_key)
     if not event.data:
         # The SSE rules dispatch no event without data (e.g. a lone "retry:" field).
         return []
@@ -92,13 +95,14 @@ def _items(event: ServerSentEvent) -> list[Item]:
         # parse_float=Decimal keeps costs exact, exponent form included.
         chunk = json.loads(event.data, parse_float=Decimal)
     except ValueError:
-        return [Skipped(event.data)]
+        return [Skipped(scrub(event.data, api_key))]
     if not isinstance(chunk, dict):
-        return [Skipped(event.data)]
+        return [Skipped(scrub(event.data, api_key))]
+    chunk = scrub_parsed(chunk, event.data, api_key)
 
     # ASSUMED (docs/UPSTREAM.md "Errors during the stream"): an `error` key or "type": "error".
     if chunk.get("error") or chunk.get("type") == "error":
-        raise _stream_error(chunk)
+        raise _stream_error(chunk, api_key)
 
     if is_final(chunk):
         # A final chunk that also carries text: keep the text.
@@ -108,19 +112,19 @@ def _items(event: ServerSentEvent) -> list[Item]:
     return [] if content is None else [content]
 
 
-def _stream_error(payload: Any) -> GatewayError:
+def _stream_error(payload: Any, api_key: str) -> GatewayError:
     if isinstance(payload, str):
         # An "event: error" whose data may be JSON or plain text.
         try:
             payload = json.loads(payload, parse_float=Decimal)
         except ValueError:
             pass
-    text = message_of(payload)
+    text = message_of(scrub(payload, api_key))
     message = "The gateway reported an error during the answer"
     return GatewayError(ErrorKind.STREAM_ERROR, f"{message}: {text}" if text else f"{message}.")
 
 
-def _not_a_stream(status: int, content_type: str, body: bytes) -> GatewayError:
-    text = error_text(body)
+def _not_a_stream(status: int, content_type: str, body: bytes, api_key: str) -> GatewayError:
+    text = error_text(body, api_key)
     message = f"The gateway did not answer with an event stream (Content-Type {content_type!r})"
     return GatewayError(ErrorKind.HTTP, f"{message}: {text}" if text else f"{message}.", status=status)

@@ -26,6 +26,7 @@ from conversations.gateway.errors import (
     log_failure,
     message_of,
     redacted,
+    scrub,
     transport_error,
 )
 from conversations.gateway.types import Generated, Image
@@ -42,7 +43,8 @@ async def generate(
     """One generation without streaming (image models): `POST {base}/generate`.
 
     Raises `GatewayError` like `stream_generate` does (same kinds and messages), and
-    "too_large" when the answer is over `max_bytes`.
+    "too_large" when the answer is over `max_bytes`. Like the stream, the answer has
+    `api_key` replaced by "[API key]" wherever the gateway echoes it.
     """
     client = client or get_client()
     url = base_url.rstrip("/") + "/generate"
@@ -54,8 +56,8 @@ async def generate(
             answered = True
             content = await read_capped(response, max_bytes, "The gateway's answer")
             if not response.is_success:
-                raise error_from_response(response.status_code, content, response.headers)
-        payload = _payload(content)
+                raise error_from_response(response.status_code, content, response.headers, api_key)
+        payload = _payload(content, api_key)
     except GatewayError as exc:
         raise log_failure(redacted(exc, api_key), where) from None
     except (httpx.TransportError, httpx.InvalidURL) as exc:
@@ -63,15 +65,15 @@ async def generate(
     return _generated(payload)
 
 
-def _payload(content: bytes) -> dict:
-    """The answer's JSON object, or a GatewayError: not JSON, or an error (ASSUMED: shaped
-    like the stream's error chunks)."""
+def _payload(content: bytes, api_key: str) -> dict:
+    """The answer's JSON object without `api_key`, or a GatewayError: not JSON, or an
+    error (ASSUMED: shaped like the stream's error chunks)."""
     try:
-        payload = json.loads(content, parse_float=Decimal)
+        payload = scrub(json.loads(content, parse_float=Decimal), api_key)
     except ValueError:
         payload = None
     if not isinstance(payload, dict):
-        text = error_text(content)
+        text = error_text(content, api_key)
         message = "The gateway's answer could not be read (not a JSON object)"
         raise GatewayError(ErrorKind.HTTP, f"{message}: {text}" if text else f"{message}.")
     if payload.get("error") or payload.get("type") == "error":
