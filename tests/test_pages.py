@@ -155,3 +155,32 @@ def test_it_renders_answers_inert(client, alice, db_models):
     assert 'href="javascript:' not in page
     assert '<div hx-get="/admin/"' not in page
     assert "hx-disable" in page
+
+
+# --- caching -------------------------------------------------------------------------------
+
+
+def test_signed_in_pages_are_never_stored(client, alice, db_models):
+    chat = _conversation_with_answer(alice, db_models["thinker"])
+    staff = User.objects.create_user("staff", password="password-of-staff", is_staff=True)
+    client.force_login(alice)
+    for url in [
+        "/",
+        f"/c/{chat.pk}/",
+        "/conversations/",
+        "/search/?q=Bold",
+        "/keys/",
+        "/usage/",
+        f"/c/{chat.pk}/export.md",
+    ]:
+        response = client.get(url)
+        assert response.status_code == 200, url
+        assert response["Cache-Control"] == "no-store", url
+    client.force_login(staff)
+    response = client.get("/dashboard/costs/ledger.csv")  # streamed
+    assert response.status_code == 200 and response["Cache-Control"] == "no-store"
+
+
+def test_pages_for_visitors_may_be_stored(client):
+    response = client.get("/accounts/signup/")
+    assert response.status_code == 200 and "no-store" not in response.get("Cache-Control", "")
