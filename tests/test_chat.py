@@ -344,8 +344,35 @@ async def test_a_second_socket_catches_up_and_sees_the_rest(alice, flash, gatewa
         (json.dumps({"action": "dance"}), "Unknown action"),
         (json.dumps({"action": "send", "message": "   \n ", "model": 1}), "Type a message first"),
         (json.dumps({"action": "send", "model": 1}), "Type a message first"),
+        (json.dumps({"action": ["send"]}), "Unknown action"),
+        # Frames that once crashed the socket (1011 and a traceback in the log).
+        ('{"action": "send", "message": ' + "[" * 50_000 + "]" * 50_000 + "}", "could not be read"),
+        ('{"action": "stop", "conversation": Infinity}', "could not be read"),
+        ('{"action": "select", "message": NaN}', "could not be read"),
+        ('{"action": "stop", "conversation": 1e400}', "could not be read"),
+        (json.dumps({"action": "stop", "conversation": 10**30}), "conversation was not found"),
+        (json.dumps({"action": "stop", "conversation": 2**63}), "conversation was not found"),
+        (json.dumps({"action": "select", "message": str(10**30)}), "version was not found"),
+        (json.dumps({"action": "retry", "message": -(10**30)}), "answer was not found"),
+        (json.dumps({"action": "send", "message": "Hi", "model": 10**30}), "model is not available"),
     ],
-    ids=["not-json", "not-an-object", "unknown-action", "blank-message", "no-message"],
+    ids=[
+        "not-json",
+        "not-an-object",
+        "unknown-action",
+        "blank-message",
+        "no-message",
+        "action-not-a-string",
+        "nested-50000-deep",
+        "infinity-id",
+        "nan-id",
+        "1e400-id",
+        "30-digit-id",
+        "id-past-64-bits",
+        "30-digit-id-as-text",
+        "negative-30-digit-id",
+        "30-digit-model",
+    ],
 )
 async def test_it_refuses_bad_frames(alice, flash, gateway_url, fake_gateway, frame, message):
     socket = await open_socket(alice)
@@ -354,6 +381,37 @@ async def test_it_refuses_bad_frames(alice, flash, gateway_url, fake_gateway, fr
     assert message in reply and 'id="chat-error"' in reply
     assert await db(lambda: Message.objects.count()) == 0
     # Still usable.
+    await socket.send_to(text_data=send("Hello", flash.pk))
+    await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"message": "Hi \ud800"}, {"message": "Hi", "settings_included": "1", "system_prompt": "Be \udc00 brief"}],
+    ids=["in-the-text", "in-the-system-prompt"],
+)
+async def test_it_refuses_a_lone_surrogate(alice, flash, gateway_url, fake_gateway, fields):
+    """Half of a UTF-16 pair (JSON's \\ud800) is no character: it cannot be stored or shown."""
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=json.dumps({"action": "send", "model": flash.pk, **fields}))
+    reply = await socket.receive_from(timeout=5)
+    assert "not valid Unicode" in reply and 'id="chat-error"' in reply
+    assert await db(lambda: Message.objects.count()) == 0
+    await socket.send_to(text_data=send("Hello", flash.pk))
+    await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+
+
+async def test_it_survives_ids_past_64_bits_in_the_sidebar_and_the_address(alice, flash, gateway_url, fake_gateway):
+    # A page showing conversation 10**30 (no such thing): refused, not crashed.
+    socket = await connect(alice, f"/ws/chat/{10**30}/")
+    assert not (await socket.connect())[0]
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=json.dumps({"action": "sidebar", "conversations": [10**30, -(2**64), True]}))
+    # Nothing to say about them; the next message is answered as usual.
     await socket.send_to(text_data=send("Hello", flash.pk))
     await until_done(socket)
     await socket.disconnect()

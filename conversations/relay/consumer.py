@@ -11,7 +11,6 @@ which deltas to show is DeltaFilter's business (catchup.py).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Awaitable, Callable
 from typing import cast
 
@@ -23,7 +22,7 @@ from django.db import transaction
 
 from conversations.forms import SettingsForm
 from conversations.models import Conversation, GatewayModel, Message
-from conversations.relay import admission, events, fragments, generation, turns
+from conversations.relay import admission, events, fragments, frames, generation, turns
 from conversations.relay.catchup import DeltaFilter
 
 
@@ -66,13 +65,12 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send_error("That request is too large to send. Shorten the message and try again.")
             return
         try:
-            data = json.loads(text_data)
-            if not isinstance(data, dict):
-                raise ValueError
-        except ValueError:
-            await self.send_error("That request could not be read. Reload the page and try again.")
+            data = frames.parse(text_data)
+        except frames.FrameError as error:
+            await self.send_error(str(error))
             return
-        action = ACTIONS.get(data.get("action", "send"))
+        name = data.get("action", "send")
+        action = ACTIONS.get(name) if isinstance(name, str) else None
         if action is None:
             await self.send_error("Unknown action.")
             return
@@ -192,7 +190,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         ids = data.get("conversations")
         if not isinstance(ids, list):
             return
-        ids = [i for i in ids[:200] if isinstance(i, int)]
+        ids = [i for i in map(frames.object_id, ids[:200]) if i is not None]
         html = await database_sync_to_async(fragments.sidebar_items_for)(self.user, ids)
         if html:
             await self.send(html)
@@ -336,28 +334,23 @@ class ChatConsumer(AsyncWebsocketConsumer):
     @database_sync_to_async
     def owned(self, conversation_id) -> Conversation | None:
         """The user's conversation with this id, or None: another user's is 'not found'."""
-        try:
-            return Conversation.objects.get(pk=int(conversation_id), user_id=self.user.pk)
-        except (Conversation.DoesNotExist, TypeError, ValueError):
-            return None
+        pk = frames.object_id(conversation_id)
+        return None if pk is None else Conversation.objects.filter(pk=pk, user_id=self.user.pk).first()
 
     @database_sync_to_async
     def owned_message(self, message_id, role: str | None = None) -> Message | None:
         """The user's message with this id (of this role), or None: another user's is "not found"."""
-        try:
-            messages = Message.objects.select_related("conversation").filter(conversation__user_id=self.user.pk)
-            if role is not None:
-                messages = messages.filter(role=role)
-            return messages.get(pk=int(message_id))
-        except (Message.DoesNotExist, TypeError, ValueError):
+        if (pk := frames.object_id(message_id)) is None:
             return None
+        messages = Message.objects.select_related("conversation").filter(conversation__user_id=self.user.pk)
+        if role is not None:
+            messages = messages.filter(role=role)
+        return messages.filter(pk=pk).first()
 
     @database_sync_to_async
     def chat_model(self, model_id) -> GatewayModel | None:
-        try:
-            return GatewayModel.for_chat().get(pk=int(model_id))
-        except (GatewayModel.DoesNotExist, TypeError, ValueError):
-            return None
+        pk = frames.object_id(model_id)
+        return None if pk is None else GatewayModel.for_chat().filter(pk=pk).first()
 
     @database_sync_to_async
     def answer_model(self, answer: Message) -> GatewayModel | None:
