@@ -59,6 +59,15 @@ def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
 
+def env_host_ports(name: str) -> list[str]:
+    pairs = env_list(name)
+    for pair in pairs:
+        host, _, port = pair.rpartition(":")
+        if not (host and port.isdigit()):
+            raise ImproperlyConfigured(f"{name} must list host:port pairs (e.g. 127.0.0.1:8000), not {pair!r}.")
+    return pairs
+
+
 DEBUG = env_bool("DEBUG", False)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
@@ -274,6 +283,11 @@ STREAM_CATCH_UP_TIMEOUT = env_float("STREAM_CATCH_UP_TIMEOUT", 3.0)
 # Image models: the largest image kept (bytes), and how long fetching one given as a URL may take.
 MAX_IMAGE_BYTES = env_int("MAX_IMAGE_BYTES", 10 * 1024 * 1024)
 IMAGE_FETCH_TIMEOUT = env_float("IMAGE_FETCH_TIMEOUT", 30.0)
+# Images past this many in one answer are left out (the answer says how many).
+MAX_IMAGES_PER_ANSWER = env_int("MAX_IMAGES_PER_ANSWER", 8)
+# Image URLs must lead to public addresses; these host:port pairs may be private (a
+# gateway on this machine that serves its images by URL; the tests' fake gateway).
+IMAGE_FETCH_ALLOW_PRIVATE = env_host_ports("IMAGE_FETCH_ALLOW_PRIVATE")
 # The upper bound a user may set for "Maximum output tokens" in a conversation's settings.
 MAX_OUTPUT_TOKENS = env_int("MAX_OUTPUT_TOKENS", 65_536)
 # Conversations per page of the sidebar (more load as it scrolls).

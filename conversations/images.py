@@ -4,16 +4,23 @@ then stored under MEDIA_ROOT.
 The gateway's word (a `mime_type`, a URL's extension, a Content-Type) is never trusted:
 Pillow reads the bytes, and only PNG, JPEG, WebP and GIF are kept. Files are named by
 the server (a random name under attachments/<user id>/), never by the gateway, and are
-served only through views.attachment, to the conversation's owner.
+served only through views.attachment, to the conversation's owner. An image given as a
+URL is fetched only from a public address (`fetch`), and an answer keeps at most
+MAX_IMAGES_PER_ANSWER images (`receive_all`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import io
+import ipaddress
+import socket
+import ssl
 import uuid
 import warnings
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 from django.conf import settings
@@ -21,7 +28,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from PIL import Image, UnidentifiedImageError
 
-from conversations.gateway.client import get_client, read_capped
+from conversations.gateway.client import no_cookies, read_capped
 from conversations.gateway.errors import ErrorKind, GatewayError, display_url, human_size, log_failure, reason
 from conversations.gateway.types import Image as GatewayImage
 
@@ -35,38 +42,125 @@ ALLOWED = {
 ALLOWED_NAMES = "PNG, JPEG, WebP or GIF"
 
 
-async def fetch(
-    url: str,
-    *,
-    client: httpx.AsyncClient | None = None,
-    max_bytes: int,
-    timeout: float,  # httpx's, for each connect and read
-) -> tuple[bytes, str | None]:
+# Redirects followed for one image, each checked like the first address.
+MAX_REDIRECTS = 3
+# NAT64's well-known prefix: its addresses reach the IPv4 address in their last 32 bits.
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+async def fetch(url: str, *, max_bytes: int, timeout: float) -> tuple[bytes, str | None]:
     """GET an image the gateway gave as a URL: (bytes, the Content-Type it was served as).
 
-    Raises GatewayError "too_large" past `max_bytes`, "image" for anything else, logged
-    like the gateway's own failures. The bytes are not checked yet: that is `check`.
+    Only public addresses are fetched (each redirect is checked again, up to
+    MAX_REDIRECTS), unless IMAGE_FETCH_ALLOW_PRIVATE names the host and port, and the
+    connection goes to the address that was checked. `timeout` covers it all: DNS,
+    connecting, redirects and the body. Raises GatewayError "too_large" past
+    `max_bytes`, "image" for anything else, in words that name the host and say nothing
+    of the connection (they are shown to the user), logged like the gateway's own
+    failures. The bytes are not checked yet: that is `check`.
     """
-    client = client or get_client()
-    where = display_url(url)
+    host = _host_of(url)
+    where = display_url(url)  # for the log: operators see the details users don't
     try:
-        async with client.stream("GET", url, timeout=timeout, follow_redirects=True) as response:
+        async with asyncio.timeout(timeout), _client() as client:
+            return await _get(client, httpx.URL(url), host, max_bytes)
+    except GatewayError as exc:
+        error = exc
+    except TimeoutError:
+        error = GatewayError(ErrorKind.IMAGE, f"Could not fetch the image at {host}: it took more than {timeout:g} s.")
+    except (httpx.HTTPError, httpx.InvalidURL, OSError, UnicodeError) as exc:
+        error = GatewayError(ErrorKind.IMAGE, f"Could not fetch the image at {host}.")
+        where += reason(exc)
+    raise log_failure(error, where) from None
+
+
+def _client() -> httpx.AsyncClient:
+    """A client for one image: its own connections (none kept alive, so none serves
+    another host at the same address), no cookies, redirects left to `_get`, and no
+    proxy from the environment (a proxy would connect to an address of its choosing)."""
+    return httpx.AsyncClient(
+        timeout=None,  # fetch's deadline covers it all
+        verify=_ssl_context(),
+        limits=httpx.Limits(max_keepalive_connections=0),
+        cookies=no_cookies(),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+@functools.cache
+def _ssl_context() -> ssl.SSLContext:
+    return httpx.create_ssl_context()  # loading the CA bundle takes a while: once
+
+
+async def _get(client: httpx.AsyncClient, url: httpx.URL, host: str, max_bytes: int) -> tuple[bytes, str | None]:
+    for hop in range(MAX_REDIRECTS + 1):
+        leads = "it points at" if hop == 0 else "it redirects to"
+        if url.scheme not in ("http", "https"):
+            raise GatewayError(
+                ErrorKind.IMAGE, f"Could not fetch the image at {host}: {leads} an address that is not http or https."
+            )
+        address = await _checked_address(url)
+        if address is None:
+            raise GatewayError(ErrorKind.IMAGE, f"Could not fetch the image at {host}: {leads} a private address.")
+        # To the address checked, not to a new DNS answer; TLS still checks the name.
+        request = client.build_request(
+            "GET",
+            url.copy_with(host=address),
+            headers={"Host": url.netloc.decode("ascii")},
+            extensions={"sni_hostname": url.raw_host.decode("ascii")},
+        )
+        response = await client.send(request, stream=True)
+        try:
+            if response.is_redirect:
+                url = url.join(response.headers["location"])
+                continue
             if not response.is_success:
                 raise GatewayError(
                     ErrorKind.IMAGE,
-                    f"Could not fetch the image at {where}: HTTP {response.status_code}.",
+                    f"Could not fetch the image at {host}: HTTP {response.status_code}.",
                     status=response.status_code,
                 )
-            data = await read_capped(response, max_bytes, "The image")
-            return data, response.headers.get("content-type")
-    except GatewayError as exc:
-        raise log_failure(exc, where) from None
-    except httpx.TimeoutException:
-        error = GatewayError(ErrorKind.IMAGE, f"Could not fetch the image at {where}: timed out.")
-        raise log_failure(error, where) from None
-    except (httpx.TransportError, httpx.InvalidURL) as exc:
-        error = GatewayError(ErrorKind.IMAGE, f"Could not fetch the image at {where}{reason(exc)}.")
-        raise log_failure(error, where) from None
+            return await read_capped(response, max_bytes, "The image"), response.headers.get("content-type")
+        finally:
+            await response.aclose()
+    raise GatewayError(ErrorKind.IMAGE, f"Could not fetch the image at {host}: more than {MAX_REDIRECTS} redirects.")
+
+
+async def _checked_address(url: httpx.URL) -> str | None:
+    """The address to connect to for `url`, or None if any address its host has is not
+    public (and IMAGE_FETCH_ALLOW_PRIVATE does not name it)."""
+    name = url.raw_host.decode("ascii")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    found = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    addresses = [str(info[4][0]) for info in found]
+    netloc = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
+    if netloc.lower() not in {entry.lower() for entry in settings.IMAGE_FETCH_ALLOW_PRIVATE}:
+        if not all(is_public(address) for address in addresses):
+            return None
+    return addresses[0]
+
+
+def is_public(address: str) -> bool:
+    """Whether an address is on the public internet: not loopback, private, link-local
+    (a cloud's metadata service), shared, reserved, unspecified or multicast, nor an
+    IPv6 form of such an IPv4 address."""
+    ip = ipaddress.ip_address(address.split("%")[0])  # without an IPv6 zone
+    if isinstance(ip, ipaddress.IPv6Address):
+        inner = ip.ipv4_mapped or ip.sixtofour
+        if inner is None and ip in _NAT64:
+            inner = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if inner is not None and not is_public(str(inner)):
+            return False
+    return ip.is_global and not ip.is_multicast
+
+
+def _host_of(url: str) -> str:
+    """The host to name in a message ("that address" if the URL has none we can read)."""
+    try:
+        return urlsplit(url).hostname or "that address"
+    except ValueError:
+        return "that address"
 
 
 class RejectedImage(ValueError):
@@ -126,7 +220,24 @@ def check(data: bytes, *, source: str = "base64", source_url: str = "") -> Check
     return CheckedImage(data, mime_type, extension, width, height, source, source_url)
 
 
-async def receive(image: GatewayImage, client: httpx.AsyncClient | None = None) -> CheckedImage:
+async def receive_all(items: list[GatewayImage], kept: list[CheckedImage], refused: list[str]) -> None:
+    """Receive an answer's images one by one into `kept`, at most MAX_IMAGES_PER_ANSWER,
+    with a sentence in `refused` for each one not kept and for those left out. (Lists
+    filled as it goes: a Stop keeps the images received so far.)"""
+    limit = settings.MAX_IMAGES_PER_ANSWER
+    for image in items[:limit]:
+        try:
+            kept.append(await receive(image))
+        except RejectedImage as exc:
+            refused.append(str(exc))
+    if len(items) > limit:
+        refused.append(
+            f"The gateway sent {len(items)} images, more than the {limit} an answer may have: "
+            f"the last {len(items) - limit} were left out."
+        )
+
+
+async def receive(image: GatewayImage) -> CheckedImage:
     """An image from an image model's answer, fetched if a URL and checked by its bytes.
 
     Raises RejectedImage saying why it is not kept (it could not be read or fetched, or
@@ -137,9 +248,7 @@ async def receive(image: GatewayImage, client: httpx.AsyncClient | None = None) 
     data = image.data
     if image.url:
         try:
-            data, _ = await fetch(
-                image.url, client=client, max_bytes=settings.MAX_IMAGE_BYTES, timeout=settings.IMAGE_FETCH_TIMEOUT
-            )
+            data, _ = await fetch(image.url, max_bytes=settings.MAX_IMAGE_BYTES, timeout=settings.IMAGE_FETCH_TIMEOUT)
         except GatewayError as exc:
             raise RejectedImage(f"{exc.message} It was not kept.") from None
     if data is None:

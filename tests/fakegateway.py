@@ -3,7 +3,9 @@
 A stdlib `ThreadingHTTPServer` in a daemon thread on 127.0.0.1 (any free port). Tests
 queue `Reply` objects; each request to `{base}/generate/stream` or `{base}/generate`
 takes the next one (`generate_reply()` builds an image model's JSON answer). GET
-`{base}/files/<name>` serves what a test put in `gateway.files` (images given as URLs). A streaming reply is written part by part with chunked encoding
+`{base}/files/<name>` serves what a test put in `gateway.files` (images given as URLs),
+or the `Reply` put in `gateway.file_replies` (a redirect, a slow body); `gateway.gets`
+lists the paths asked for. A streaming reply is written part by part with chunked encoding
 and flushed at once, so tests control the exact bytes and timing the client sees:
 `Pause` sleeps, `Wait` blocks until the test sets an event, `Cut` drops the connection.
 
@@ -212,6 +214,8 @@ class FakeGateway:
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.files: dict[str, tuple[bytes, str]] = {}  # name -> (body, Content-Type), for GET /files/<name>
+        self.file_replies: dict[str, Reply] = {}  # name -> the Reply to GET /files/<name>
+        self.gets: list[str] = []  # the paths of GET requests, in order
         self.closed = threading.Event()
         self._replies: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -265,8 +269,14 @@ class _Handler(BaseHTTPRequestHandler):
         return self.server.gateway  # type: ignore[attr-defined]
 
     def do_GET(self) -> None:
+        self.gateway.gets.append(self.path)
         name = self.path.removeprefix(f"{BASE_PATH}/files/")
-        if self.path.startswith(f"{BASE_PATH}/files/") and name in self.gateway.files:
+        reply = self.gateway.file_replies.get(name) if self.path.startswith(f"{BASE_PATH}/files/") else None
+        if reply is not None and reply.parts is None:
+            self._send_whole(reply)
+        elif reply is not None:
+            self._send_stream(reply)
+        elif self.path.startswith(f"{BASE_PATH}/files/") and name in self.gateway.files:
             body, content_type = self.gateway.files[name]
             self._send_whole(Reply(headers={"Content-Type": content_type}, body=body))
         else:

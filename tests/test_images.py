@@ -6,8 +6,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import socket
 from decimal import Decimal
 
+import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.files.storage import default_storage
@@ -26,6 +28,7 @@ from tests.chat import (
 )
 from tests.fakegateway import (
     Cut,
+    Pause,
     Reply,
     error_reply,
     generate_reply,
@@ -40,6 +43,17 @@ PNG = png_bytes(8, 6)
 
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
+
+
+@pytest.fixture
+def gateway_images(fake_gateway, settings):
+    """Image URLs at the fake gateway may be fetched: it is on 127.0.0.1, a private address
+    that only an entry of IMAGE_FETCH_ALLOW_PRIVATE lets through."""
+    settings.IMAGE_FETCH_ALLOW_PRIVATE = [httpx.URL(fake_gateway.base_url).netloc.decode()]
+
+
+def redirect(location: str) -> Reply:
+    return Reply(status=302, headers={"Location": location}, body=b"")
 
 
 async def ask(user, model, text="Draw a red square"):
@@ -122,7 +136,7 @@ async def test_bob_gets_a_404_for_alices_image(alice, bob, db_models, gateway_ur
     [("JPEG", "image/jpeg"), ("WEBP", "image/webp"), ("GIF", "image/gif")],
 )
 async def test_it_takes_data_uris_and_urls_in_every_allowed_format(
-    alice, db_models, gateway_url, fake_gateway, fmt, mime
+    alice, db_models, gateway_url, fake_gateway, gateway_images, fmt, mime
 ):
     data = png_bytes(5, 4, fmt=fmt)
     fake_gateway.files["picture"] = (data, "application/octet-stream")  # a wrong type: the bytes decide
@@ -171,7 +185,9 @@ async def test_it_refuses_what_is_not_an_allowed_image_and_still_bills_it(
     assert await db(lambda: CostLog.objects.count()) == 1  # the gateway charged for it
 
 
-async def test_it_refuses_images_over_the_size_limit(alice, db_models, gateway_url, fake_gateway, settings):
+async def test_it_refuses_images_over_the_size_limit(
+    alice, db_models, gateway_url, fake_gateway, gateway_images, settings
+):
     settings.MAX_IMAGE_BYTES = 1000
     big = png_bytes(300, 300, color=(1, 2, 3))
     big = big + b"\0" * max(0, 1001 - len(big))
@@ -264,6 +280,36 @@ async def test_deleting_the_conversation_deletes_its_images(alice, db_models, ga
     assert await db(lambda: CostLog.objects.filter(conversation=None).count()) == 1  # the ledger keeps its row
 
 
+async def test_an_answer_keeps_at_most_max_images_per_answer_and_says_so(alice, db_models, gateway_url, fake_gateway):
+    fake_gateway.queue(generate_reply([image_item(b64(png_bytes(2 + i, 2))) for i in range(10)]))
+    frames, answer = await ask(alice, db_models["image"].pk)
+    assert answer.status == "complete" and answer.error_kind == "image"
+    assert "The gateway sent 10 images, more than the 8 an answer may have: the last 2 were left out." in answer.error
+    attachments = await db(lambda: list(Attachment.objects.filter(message=answer).order_by("id")))
+    assert [a.width for a in attachments] == [2, 3, 4, 5, 6, 7, 8, 9]
+    assert "the last 2 were left out" in frames[-1]
+
+
+async def test_a_refused_image_url_does_not_drop_the_images_after_it(
+    alice, db_models, gateway_url, fake_gateway, gateway_images
+):
+    fake_gateway.file_replies["loop"] = redirect(f"{gateway_url}/files/loop")
+    fake_gateway.queue(
+        generate_reply(
+            [
+                image_item(f"{gateway_url}/files/loop"),
+                image_item("http://169.254.169.254/latest/meta-data/"),
+                image_item(b64(PNG)),
+            ]
+        )
+    )
+    frames, answer = await ask(alice, db_models["image"].pk)
+    assert answer.status == "complete" and answer.error_kind == "image"
+    assert "Could not fetch the image at 127.0.0.1: more than 3 redirects. It was not kept." in answer.error
+    assert "Could not fetch the image at 169.254.169.254: it points at a private address." in answer.error
+    assert await db(lambda: Attachment.objects.count()) == 1
+
+
 # --- the adapter on its own ------------------------------------------------------------------
 
 
@@ -312,7 +358,7 @@ async def test_the_adapter_caps_the_answer_and_redacts_the_key(fake_gateway):
     assert refused.value.kind == "key_refused" and "sk_secret_123" not in refused.value.message
 
 
-async def test_fetch_gets_an_image_given_as_a_url_and_says_why_it_could_not(fake_gateway, caplog):
+async def test_fetch_gets_an_image_given_as_a_url_and_says_why_it_could_not(fake_gateway, gateway_images, caplog):
     caplog.set_level(logging.WARNING, logger="conversations.gateway")
     fake_gateway.files["picture"] = (PNG, "image/png")
     url = f"{fake_gateway.base_url}/files/"
@@ -326,10 +372,106 @@ async def test_fetch_gets_an_image_given_as_a_url_and_says_why_it_could_not(fake
         await gateway.get_client().aclose()
     assert (data, content_type) == (PNG, "image/png")
     assert missing.value.kind == gateway.ErrorKind.IMAGE and missing.value.status == 404
-    assert missing.value.message == f"Could not fetch the image at {url}nothing: HTTP 404."
+    assert missing.value.message == "Could not fetch the image at 127.0.0.1: HTTP 404."
     assert too_big.value.kind == gateway.ErrorKind.TOO_LARGE
     warnings = [r.getMessage() for r in caplog.records if r.name == "conversations.gateway"]
     assert len(warnings) == 2 and "image (HTTP 404)" in warnings[0] and "too_large" in warnings[1]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/api/v1/files/picture",  # the fake gateway itself
+        "http://localhost:{port}/api/v1/files/picture",
+        "http://[::1]:{port}/api/v1/files/picture",
+        "http://0.0.0.0:{port}/api/v1/files/picture",
+        "http://10.1.2.3/picture.png",
+        "http://192.168.0.1/picture.png",
+        "http://169.254.169.254/latest/meta-data/",  # a cloud's metadata service
+        "http://[fe80::1]/picture.png",
+    ],
+)
+async def test_fetch_refuses_image_urls_at_private_addresses(fake_gateway, url):
+    fake_gateway.files["picture"] = (PNG, "image/png")
+    url = url.format(port=httpx.URL(fake_gateway.base_url).port)
+    with pytest.raises(gateway.GatewayError) as refused:
+        await images.fetch(url, max_bytes=100_000, timeout=2)
+    assert refused.value.kind == gateway.ErrorKind.IMAGE
+    host = httpx.URL(url).host
+    assert refused.value.message == f"Could not fetch the image at {host}: it points at a private address."
+    assert fake_gateway.gets == []
+
+
+@pytest.mark.parametrize(
+    "address, public",
+    [
+        ("93.184.215.14", True),
+        ("2606:4700:4700::1111", True),
+        ("127.0.0.2", False),
+        ("100.64.0.1", False),  # shared (carrier-grade NAT)
+        ("224.0.0.251", False),  # multicast
+        ("fc00::1", False),
+        ("ff02::1", False),
+        ("fe80::1%eth0", False),
+        ("::ffff:10.0.0.1", False),  # IPv4-mapped
+        ("2002:a9fe:a9fe::1", False),  # 6to4 of 169.254.169.254
+        ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
+    ],
+)
+def test_only_public_addresses_are_public(address, public):
+    assert images.is_public(address) is public
+
+
+@pytest.mark.parametrize(
+    "location, message, gets",
+    [
+        ("http://localhost:{port}/api/v1/files/picture", "it redirects to a private address", 1),
+        ("http://169.254.169.254/latest/meta-data/", "it redirects to a private address", 1),
+        ("file:///etc/passwd", "it redirects to an address that is not http or https", 1),
+        ("{base}/files/hop", "more than 3 redirects", 4),
+    ],
+    ids=["loopback", "link-local", "file", "loop"],
+)
+async def test_fetch_checks_every_redirect(fake_gateway, gateway_images, location, message, gets):
+    base = fake_gateway.base_url
+    fake_gateway.files["picture"] = (PNG, "image/png")
+    fake_gateway.file_replies["hop"] = redirect(location.format(port=httpx.URL(base).port, base=base))
+    with pytest.raises(gateway.GatewayError) as refused:
+        await images.fetch(f"{base}/files/hop", max_bytes=100_000, timeout=5)
+    assert refused.value.kind == gateway.ErrorKind.IMAGE
+    assert refused.value.message == f"Could not fetch the image at 127.0.0.1: {message}."
+    assert fake_gateway.gets == ["/api/v1/files/hop"] * gets
+
+
+async def test_fetch_follows_a_redirect_to_an_allowed_address(fake_gateway, gateway_images):
+    fake_gateway.files["picture"] = (PNG, "image/png")
+    fake_gateway.file_replies["hop"] = redirect("picture")  # relative to the URL it came from
+    data, content_type = await images.fetch(f"{fake_gateway.base_url}/files/hop", max_bytes=100_000, timeout=5)
+    assert (data, content_type) == (PNG, "image/png")
+    assert fake_gateway.gets == ["/api/v1/files/hop", "/api/v1/files/picture"]
+
+
+async def test_fetch_has_one_deadline_for_the_whole_image(fake_gateway, gateway_images):
+    # Every piece comes well within the timeout; the whole image does not.
+    pieces = [PNG[i : i + 10] for i in range(0, len(PNG), 10)]
+    parts = [part for piece in pieces for part in (piece, Pause(0.3))]
+    assert len(pieces) >= 6
+    fake_gateway.file_replies["slow"] = Reply(headers={"Content-Type": "image/png"}, parts=parts)
+    with pytest.raises(gateway.GatewayError) as slow:
+        await images.fetch(f"{fake_gateway.base_url}/files/slow", max_bytes=100_000, timeout=1)
+    assert slow.value.message == "Could not fetch the image at 127.0.0.1: it took more than 1 s."
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "no-such-host.invalid"])
+async def test_fetch_says_an_image_could_not_be_fetched_without_connection_details(settings, host):
+    with socket.socket() as sock:  # a port where nothing listens
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    settings.IMAGE_FETCH_ALLOW_PRIVATE = [f"127.0.0.1:{port}"]
+    with pytest.raises(gateway.GatewayError) as failed:
+        await images.fetch(f"http://{host}:{port}/picture.png", max_bytes=100_000, timeout=5)
+    assert failed.value.kind == gateway.ErrorKind.IMAGE
+    assert failed.value.message == f"Could not fetch the image at {host}."
 
 
 async def test_the_demo_gateway_draws_a_picture_for_image_models(settings):

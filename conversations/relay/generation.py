@@ -321,11 +321,7 @@ class Generation:
         if result.text:
             self.texts.add("output", result.text)
         self._wake.set()
-        for image in result.images:
-            try:
-                self.images.append(await images.receive(image, client))
-            except images.RejectedImage as exc:
-                self.image_errors.append(str(exc))
+        await images.receive_all(result.images, self.images, self.image_errors)
 
     async def _show_status(self, text: str) -> None:
         self._status_shown = True
