@@ -133,6 +133,8 @@ async def _checked_address(url: httpx.URL) -> str | None:
     name = url.raw_host.decode("ascii")
     port = url.port or (443 if url.scheme == "https" else 80)
     found = await asyncio.get_running_loop().getaddrinfo(name, port, type=socket.SOCK_STREAM)
+    if not found:  # getaddrinfo raises instead, in practice
+        raise OSError(f"no address for {name}")
     addresses = [str(info[4][0]) for info in found]
     netloc = f"[{name}]:{port}" if ":" in name else f"{name}:{port}"
     if netloc.lower() not in {entry.lower() for entry in settings.IMAGE_FETCH_ALLOW_PRIVATE}:
