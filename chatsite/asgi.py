@@ -1,6 +1,7 @@
 """ASGI entry point: HTTP goes to Django, WebSockets to the chat consumer.
 
-Sockets pass the origin check (only ALLOWED_HOSTS) and the session auth before routing.
+Sockets pass the origin check (the site's own origins: chatsite/origins.py) and the
+session auth before routing.
 """
 
 import os
@@ -13,8 +14,8 @@ django_asgi_app = get_asgi_application()  # sets Django up before the consumer i
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
+from chatsite.origins import SameOriginValidator  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
 
 application = ProtocolTypeRouter(
@@ -22,7 +23,7 @@ application = ProtocolTypeRouter(
         "http": django_asgi_app,
         # The stubs want patterns of their own (channels-stubs' _ExtendedURLPattern), which
         # path() never returns: see conversations/routing.py.
-        "websocket": AllowedHostsOriginValidator(
+        "websocket": SameOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))  # type: ignore[arg-type]
         ),
     }

@@ -12,8 +12,10 @@ from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
 from django.test import Client
 
+from chatsite.asgi import application
 from conversations.models import ApiKey, Conversation, Message
 from tests.accounts import PASSWORD, add_key, sign_up
 from tests.chat import connect, no_generation_left, open_socket
@@ -92,6 +94,83 @@ async def test_bob_is_refused_every_socket_action_on_alices(alice, bob, db_model
     await no_generation_left()
     assert await sync_to_async(snapshot)() == before
     assert fake_gateway.requests == []
+
+
+# --- which pages may open a socket: the site's own origins, scheme, host and port -------
+
+
+async def socket_opens(user, origin: str | None, host: str = "127.0.0.1", **extra: str) -> bool:
+    """Whether a socket with the user's session cookie opens, for a page at `origin`
+    (None: no Origin header) asking the host `host`; `extra` are more headers."""
+    client = Client()
+    await sync_to_async(client.force_login)(user)
+    headers = [(b"host", host.encode()), (b"cookie", f"sessionid={client.cookies['sessionid'].value}".encode())]
+    headers += [(name.replace("_", "-").encode(), value.encode()) for name, value in extra.items()]
+    if origin is not None:
+        headers.append((b"origin", origin.encode()))
+    socket = WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+    opened, _ = await socket.connect()
+    if opened:
+        await socket.disconnect()
+    return opened
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "origin, host",
+    [
+        ("http://127.0.0.1:8081", "127.0.0.1"),  # another service on the same machine
+        ("http://127.0.0.1:8081", "127.0.0.1:8080"),
+        ("http://127.0.0.1", "127.0.0.1:8080"),
+        ("https://127.0.0.1", "127.0.0.1"),  # the same host over another scheme
+        ("http://localhost", "127.0.0.1"),  # another allowed host is another site
+        ("http://evil.example", "127.0.0.1"),
+        ("http://127.0.0.1.evil.example", "127.0.0.1"),
+        ("http://evil.example", "evil.example"),  # a host not in ALLOWED_HOSTS
+        ("null", "127.0.0.1"),  # a sandboxed frame or a file
+        ("http://127.0.0.1/chat", "127.0.0.1"),
+        (None, "127.0.0.1"),  # browsers always send one
+    ],
+)
+async def test_sockets_from_any_other_origin_are_refused(alice, origin, host):
+    assert not await socket_opens(alice, origin, host)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "origin, host",
+    [
+        ("http://127.0.0.1", "127.0.0.1"),
+        ("http://127.0.0.1:8080", "127.0.0.1:8080"),
+        ("http://127.0.0.1", "127.0.0.1:80"),  # default ports are the same origin
+        ("http://LOCALHOST:8080", "localhost:8080"),
+    ],
+)
+async def test_the_pages_own_origin_opens_a_socket(alice, origin, host):
+    assert await socket_opens(alice, origin, host)
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_csrf_trusted_origins_may_open_sockets_too(alice, settings):
+    # Behind a proxy that passes on its own Host, the page's origin is a trusted one.
+    settings.CSRF_TRUSTED_ORIGINS = ["https://chat.example.com", "https://*.example.org"]
+    assert await socket_opens(alice, "https://chat.example.com", "127.0.0.1:8080")
+    assert await socket_opens(alice, "https://chat.example.com:443", "127.0.0.1:8080")
+    assert await socket_opens(alice, "https://eu.example.org", "127.0.0.1:8080")
+    assert not await socket_opens(alice, "http://chat.example.com", "127.0.0.1:8080")
+    assert not await socket_opens(alice, "https://chat.example.com:8443", "127.0.0.1:8080")
+    assert not await socket_opens(alice, "https://example.com", "127.0.0.1:8080")
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_behind_an_https_proxy_the_socket_is_https_as_django_sees_it(alice, settings):
+    settings.ALLOWED_HOSTS = ["chat.example.com"]
+    # X-Forwarded-Proto counts only where the settings trust it (HTTPS=1).
+    assert not await socket_opens(alice, "https://chat.example.com", "chat.example.com", x_forwarded_proto="https")
+    settings.SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    assert await socket_opens(alice, "https://chat.example.com", "chat.example.com", x_forwarded_proto="https")
+    assert not await socket_opens(alice, "http://chat.example.com", "chat.example.com", x_forwarded_proto="https")
+    assert await socket_opens(alice, "http://chat.example.com", "chat.example.com")
 
 
 @pytest.mark.django_db
