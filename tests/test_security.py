@@ -173,6 +173,91 @@ async def test_behind_an_https_proxy_the_socket_is_https_as_django_sees_it(alice
     assert await socket_opens(alice, "http://chat.example.com", "chat.example.com")
 
 
+# --- a socket lives only as long as its session and its user's account ----------------
+
+
+async def signed_in(user) -> Client:
+    client = Client()
+    await sync_to_async(client.force_login)(user)
+    return client
+
+
+async def socket_of(client: Client) -> WebsocketCommunicator:
+    """A socket the page of this client's session opens."""
+    cookie = f"sessionid={client.cookies['sessionid'].value}"
+    headers = [(b"host", b"127.0.0.1"), (b"origin", b"http://127.0.0.1"), (b"cookie", cookie.encode())]
+    return WebsocketCommunicator(application, "/ws/chat/", headers=headers)
+
+
+async def open_socket_of(client: Client) -> WebsocketCommunicator:
+    socket = await socket_of(client)
+    assert (await socket.connect())[0]
+    return socket
+
+
+async def assert_signed_out(socket: WebsocketCommunicator) -> None:
+    """The page is told, and the socket closes with a code nothing reconnects on."""
+    assert "signed out" in await socket.receive_from(timeout=5)
+    assert await socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4001}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_logging_out_closes_that_sessions_sockets(alice):
+    here, elsewhere = await signed_in(alice), await signed_in(alice)
+    socket, other = await open_socket_of(here), await open_socket_of(elsewhere)
+    await sync_to_async(here.post)("/accounts/logout/")
+    await assert_signed_out(socket)
+    assert not (await (await socket_of(here)).connect())[0]
+    # Her other session (another device) is still signed in: its socket still works.
+    await other.send_to(text_data=json.dumps({"action": "dance"}))
+    assert "Unknown action" in await other.receive_from(timeout=5)
+    await other.disconnect()
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("end", ["deactivate", "delete"])
+async def test_deactivating_or_deleting_a_user_closes_all_her_sockets(alice, end):
+    clients = [await signed_in(alice), await signed_in(alice)]
+    sockets = [await open_socket_of(client) for client in clients]
+
+    def deactivate():
+        alice.is_active = False
+        alice.save()
+
+    await sync_to_async(deactivate if end == "deactivate" else alice.delete)()
+    for client, socket in zip(clients, sockets, strict=True):
+        await assert_signed_out(socket)
+        assert not (await (await socket_of(client)).connect())[0]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("end", ["deactivated", "session-deleted", "password-changed"])
+async def test_a_socket_action_is_refused_once_the_session_no_longer_signs_in(
+    alice, db_models, shared_key_allowed, gateway_url, fake_gateway, end
+):
+    """Each action checks again: not every end of access sends a signal (a bulk update,
+    sessions cleared in the database, a password changed elsewhere)."""
+    from django.contrib.auth.hashers import make_password
+    from django.contrib.auth.models import User
+    from django.contrib.sessions.models import Session
+
+    socket = await open_socket_of(await signed_in(alice))
+    users = User.objects.filter(pk=alice.pk)
+    await sync_to_async(
+        {
+            "deactivated": lambda: users.update(is_active=False),
+            "session-deleted": lambda: Session.objects.all().delete(),
+            "password-changed": lambda: users.update(password=make_password("a-new-passphrase-43")),
+        }[end]
+    )()
+    frame = {"action": "send", "message": "Hi", "model": db_models["flash"].pk, "conversation": ""}
+    await socket.send_to(text_data=json.dumps(frame))
+    await assert_signed_out(socket)
+    await no_generation_left()
+    assert await sync_to_async(Message.objects.count)() == 0
+    assert fake_gateway.requests == []
+
+
 @pytest.mark.django_db
 def test_every_page_has_a_policy_without_inline_script(client, alice):
     client.force_login(alice)

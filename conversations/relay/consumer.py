@@ -12,18 +12,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from importlib import import_module
 from typing import cast
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.contrib import auth
 from django.contrib.auth.models import User
 from django.db import transaction
+from django.http import HttpRequest
 
 from conversations.forms import SettingsForm
 from conversations.models import Conversation, GatewayModel, Message
 from conversations.relay import admission, events, fragments, frames, generation, turns
 from conversations.relay.catchup import DeltaFilter
+
+# The close code for a socket whose session ended: neither htmx nor chatsite.js reconnects
+# on it (a new handshake would be refused), and the page says why.
+SIGNED_OUT = 4001
 
 
 class ChatConsumer(AsyncWebsocketConsumer):
@@ -37,6 +44,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused
             return
         self.user = cast(User, user)  # the session's user, behind a lazy object
+        self.session_key: str = self.scope["session"].session_key or ""  # signed in: it has one
         self.deltas = DeltaFilter()
         self.watching: set[str] = set()  # groups this socket joined
         self.deadline: asyncio.Task | None = None
@@ -61,6 +69,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.layer.group_discard(group, self.channel_name)
 
     async def receive(self, text_data=None, bytes_data=None):
+        # Signed in at the handshake is not enough: the session may have ended since
+        # in a way no event reported (signals.py sends what it can).
+        if not await self.still_signed_in():
+            await self.sign_out()
+            return
         if text_data is None or len(text_data) > settings.MAX_FRAME_CHARS:
             await self.send_error("That request is too large to send. Shorten the message and try again.")
             return
@@ -322,6 +335,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
         prepend = event.get("new", False) and event.get("origin") != self.channel_name
         await self.send(await database_sync_to_async(fragments.sidebar_item_for)(event["conversation"], prepend))
 
+    async def access_revoked(self, event: events.AccessRevoked):
+        """The user logged out (this session's sockets close) or lost her account (all do)."""
+        if event["session"] in (None, events.session_tag(self.session_key)):
+            await self.sign_out()
+
+    async def sign_out(self):
+        await self.send_error("You have been signed out. Reload the page to sign in again.")
+        await self.close(code=SIGNED_OUT)
+
     # --- the user's own objects -------------------------------------------------------
 
     async def watch(self, group: str):
@@ -330,6 +352,15 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def send_error(self, text: str):
         await self.send(fragments.error(text))
+
+    @database_sync_to_async
+    def still_signed_in(self) -> bool:
+        """Django's own check, on the session as it is now in the database: not logged out,
+        expired or flushed, its user still active and her password unchanged. Two small
+        queries per action (the handshake's session object is a copy loaded once)."""
+        request = HttpRequest()
+        request.session = import_module(settings.SESSION_ENGINE).SessionStore(self.session_key)
+        return auth.get_user(request).pk == self.user.pk
 
     @database_sync_to_async
     def owned(self, conversation_id) -> Conversation | None:

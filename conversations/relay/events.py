@@ -6,13 +6,14 @@ consumer method named after `type`, e.g. `chat.delta` -> `chat_delta`) read the 
 fields. Three kinds of group:
 
 - a conversation's group: every socket showing it (deltas, turns, endings);
-- a user's group: every socket of that user (the sidebar);
+- a user's group: every socket of that user (the sidebar; closing at logout);
 - a generation's control group: the task relaying one answer, in whichever process
   runs it (stop, and "what have you got so far?").
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Literal, NotRequired, Protocol, TypedDict, cast
 
 from channels.layers import get_channel_layer
@@ -160,7 +161,7 @@ def snapshot_request(reply_to: str) -> SnapshotRequest:
     return {"type": "generation.snapshot", "reply_to": reply_to}
 
 
-# --- to every socket of a user (the sidebar) -----------------------------------------
+# --- to every socket of a user (the sidebar, the end of her session) -------------------
 
 
 class SidebarUpdate(TypedDict):
@@ -188,6 +189,24 @@ def sidebar_remove(conversation: int) -> SidebarRemove:
     return {"type": "sidebar.remove", "conversation": conversation}
 
 
+class AccessRevoked(TypedDict):
+    """The user logged out (`session` names that session: only its sockets close), or
+    was deactivated or deleted (None: every socket of hers closes)."""
+
+    type: Literal["access.revoked"]
+    session: str | None
+
+
+def access_revoked(session_key: str | None = None) -> AccessRevoked:
+    return {"type": "access.revoked", "session": None if session_key is None else session_tag(session_key)}
+
+
+def session_tag(session_key: str) -> str:
+    """A session as events name it: never the key itself, which signs in whoever has it
+    (events may cross Redis)."""
+    return hashlib.sha256(session_key.encode()).hexdigest()
+
+
 Event = (
     Turn
     | Delta
@@ -200,6 +219,7 @@ Event = (
     | SnapshotRequest
     | SidebarUpdate
     | SidebarRemove
+    | AccessRevoked
 )
 
 
