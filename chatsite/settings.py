@@ -116,13 +116,14 @@ MIDDLEWARE = [
 
 # No inline scripts anywhere: page behaviour lives in static/chatsite.js, and htmx is
 # told not to inject its indicator styles. Inline style attributes stay allowed for the
-# Django admin. Answers may show https images (markdown); data: is the favicon.
+# Django admin. Images only from the site itself (an answer's attachments; a markdown
+# image in an answer is a link): data: is the favicon.
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
         "style-src": ["'self'", "'unsafe-inline'"],
-        "img-src": ["'self'", "data:", "https:"],
+        "img-src": ["'self'", "data:"],
         "connect-src": ["'self'"],
         "object-src": ["'none'"],
         "base-uri": ["'self'"],

@@ -183,3 +183,30 @@ def test_an_xss_corpus_stays_inert(page, app, module_gateway):
     )
     assert page.locator("script:not([src])").count() == 0
     expect(page.get_by_role("navigation", name="Conversations")).to_contain_text("<script>")  # shown as text
+
+
+def test_images_in_answers_are_links_and_load_nothing(page, app, module_gateway):
+    """No request leaves for an answer's image, on the page or elsewhere."""
+    from playwright.sync_api import expect
+
+    module_gateway.queue(
+        stream_reply(
+            [
+                "A chart: ![chart](https://example.com/t.png?q=secret) and ![csv](/dashboard/costs/ledger.csv?to=9999-12-31)"
+            ]
+        )
+    )
+    sign_up(page, app)
+    add_key(page, app, "Personal", "sk_live_0123456789abcdef")
+    requested = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.get_by_label("Message").fill("Show me a chart")
+    page.get_by_label("Message").press("Enter")
+    main = page.get_by_role("main")
+    expect(main.locator("article .usage")).to_be_visible()
+    page.reload()  # waits for the load event, so for any image of the page
+    expect(main.locator("article .usage")).to_be_visible()
+    assert [url for url in requested if "example.com" in url or "ledger.csv" in url] == []
+    assert main.locator(".answer img").count() == 0
+    expect(main.get_by_role("link", name="chart")).to_have_attribute("href", "https://example.com/t.png?q=secret")
+    expect(main.get_by_role("link", name="csv")).to_have_attribute("href", "/dashboard/costs/ledger.csv?to=9999-12-31")

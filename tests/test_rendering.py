@@ -33,3 +33,21 @@ def test_the_committed_pygments_css_is_what_the_command_writes():
 def test_the_page_links_the_highlighting_colours(client, alice):
     client.force_login(alice)
     assert 'href="/static/pygments.css"' in client.get("/").content.decode()
+
+
+def test_markdown_images_are_links_the_reader_may_follow_never_fetched_images():
+    """An answer must not make the browser fetch anything: a markdown image would load as
+    the page opens (tracking; a prompt-injected answer could leak the conversation in its
+    URL) and a same-origin one would send a GET with the user's cookies."""
+    html = render_markdown(
+        "![a chart](https://example.com/t.png?secret=1) and ![](/dashboard/costs/ledger.csv?to=9999-12-31)"
+        ' and ![js](javascript:alert(1)) and <img src="https://example.com/raw.png">'
+    )
+    assert "<img" not in html
+    assert '<a href="https://example.com/t.png?secret=1" rel="noopener noreferrer nofollow">a chart</a>' in html
+    assert (
+        '<a href="/dashboard/costs/ledger.csv?to=9999-12-31" rel="noopener noreferrer nofollow">'
+        "/dashboard/costs/ledger.csv?to=9999-12-31</a>"
+    ) in html
+    assert "javascript:" not in html.replace("![js](javascript:alert(1))", "")
+    assert "&lt;img" in html  # raw HTML is shown as text

@@ -322,3 +322,14 @@ def test_no_password_or_session_id_in_the_logs(client, caplog, db_models):
     assert (
         password not in caplog.text and session_id not in caplog.text and SECRET not in caplog.text
     )  # ...none of these
+
+
+@pytest.mark.django_db
+def test_the_policy_lets_pages_load_images_from_the_site_only(client, alice):
+    """Answers show no images but an answer's attachments (markdown images are links):
+    no https image, tracking pixel or exfiltrating URL may load when a page opens."""
+    client.force_login(alice)
+    for url in ["/", "/keys/", "/usage/", "/accounts/login/"]:
+        policy = client.get(url)["Content-Security-Policy"]
+        directives = dict(part.strip().split(" ", 1) for part in policy.split(";") if part.strip())
+        assert directives["img-src"] == "'self' data:", url  # data: is the favicon
