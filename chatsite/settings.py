@@ -266,6 +266,9 @@ DEMO_GATEWAY_DELAY = env_float("DEMO_GATEWAY_DELAY", 0.03)
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 100_000)
 # A socket frame carries a message as JSON (escapes can make it longer) plus a few fields.
 MAX_FRAME_CHARS = env_int("MAX_FRAME_CHARS", MAX_MESSAGE_CHARS * 6 + 65_536)
+# Answers longer than this are shown as their plain text: formatting takes time in
+# proportion (a second per 200,000 characters, and every page waits meanwhile).
+RENDER_MAX_CHARS = env_int("RENDER_MAX_CHARS", 100_000)
 MAX_CONCURRENT_GENERATIONS = env_int("MAX_CONCURRENT_GENERATIONS", 2)
 MAX_MESSAGES_PER_MINUTE = env_int("MAX_MESSAGES_PER_MINUTE", 30)
 # Automatic retries while nothing has arrived (connection refused, timeout, 5xx).

@@ -157,6 +157,20 @@ def test_it_renders_answers_inert(client, alice, db_models):
     assert "hx-disable" in page
 
 
+def test_it_shows_an_answer_too_long_to_format_as_plain_text(client, alice, db_models):
+    """A 600 KB table took seconds to format while every other page waited: the page
+    shows such an answer (and its thinking) as their text, escaped, and says why."""
+    row = "| " + " | ".join(f"<cell {i}>" for i in range(8)) + " |\n"
+    table = "| a | b | c | d | e | f | g | h |\n" + "|---" * 8 + "|\n" + row * (600_000 // len(row))
+    conversation = _conversation_with_answer(alice, db_models["thinker"], content=table)
+    Message.objects.filter(role="assistant").update(thinking=table)
+    client.force_login(alice)
+    page = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert page.count("Too long to format") == 2 and "<table" not in page
+    assert "| &lt;cell 0&gt; | &lt;cell 1&gt; |" in page and "<cell 0>" not in page
+    assert "8 tokens · $0.0000158" in page  # the rest of the answer as ever
+
+
 # --- caching -------------------------------------------------------------------------------
 
 

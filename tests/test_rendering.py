@@ -51,3 +51,34 @@ def test_markdown_images_are_links_the_reader_may_follow_never_fetched_images():
     ) in html
     assert "javascript:" not in html.replace("![js](javascript:alert(1))", "")
     assert "&lt;img" in html  # raw HTML is shown as text
+
+
+def table_like(chars: int) -> str:
+    """A markdown table of about `chars` characters."""
+    row = "| " + " | ".join(f"cell {i}" for i in range(8)) + " |\n"
+    head = "| " + " | ".join(f"h{i}" for i in range(8)) + " |\n|" + "---|" * 8 + "\n"
+    return head + row * max(1, (chars - len(head)) // len(row))
+
+
+def test_an_answer_too_long_to_format_is_shown_as_its_plain_text(settings):
+    """Formatting takes time in proportion to the text (seconds for a few hundred KB, while
+    every other page waits): past RENDER_MAX_CHARS the text is shown as it is, escaped."""
+    answer = table_like(600_000) + "<b>bold?</b> & done"
+    html = render_markdown(answer)
+    assert "Too long to format" in html and "<table" not in html
+    assert "| cell 0 | cell 1 |" in html and "&lt;b&gt;bold?&lt;/b&gt; &amp; done</pre>" in html
+    assert html.count("<pre") == 1 and "<b>" not in html
+    # An answer of ordinary length is formatted as ever.
+    assert "<table>" in render_markdown(table_like(2_000)) and "Too long" not in render_markdown(table_like(2_000))
+    settings.RENDER_MAX_CHARS = 1_000
+    assert "Too long to format" in render_markdown(table_like(2_000))
+
+
+def test_code_is_coloured_only_in_answers_short_enough_to_colour_quickly():
+    """Colouring is the slowest part (about 15 µs a character of dense code): a long
+    answer's code stays plain, still a code block."""
+    long_code = "```python\n" + "x = [a + b for a in b]\n" * 1_500 + "```\n"
+    html = render_markdown(long_code)
+    assert '<pre><code class="language-python">x = [a + b for a in b]\n' in html
+    assert '<span class="' not in html
+    assert '<span class="k">def</span>' in render_markdown("```python\ndef f(): pass\n```\n")
