@@ -266,6 +266,20 @@ DEMO_GATEWAY_DELAY = env_float("DEMO_GATEWAY_DELAY", 0.03)
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 100_000)
 # A socket frame carries a message as JSON (escapes can make it longer) plus a few fields.
 MAX_FRAME_CHARS = env_int("MAX_FRAME_CHARS", MAX_MESSAGE_CHARS * 6 + 65_536)
+# Daphne's limit on one WebSocket message, either way (bytes; chatsite.serve passes it
+# on). In: every frame the page makes fits (at most MAX_FRAME_CHARS bytes: a message's
+# characters take 6 bytes at most, as JSON escapes), so the app answers an oversized one
+# itself; so does the fragment that shows a message sent. Out: a finished answer or a
+# redrawn thread over half of it loads over HTTP instead (relay/fragments.py).
+WEBSOCKET_MAX_MESSAGE_BYTES = env_int("WEBSOCKET_MAX_MESSAGE_BYTES", max(MAX_FRAME_CHARS, 1024 * 1024))
+if WEBSOCKET_MAX_MESSAGE_BYTES < MAX_FRAME_CHARS:
+    raise ImproperlyConfigured(
+        f"WEBSOCKET_MAX_MESSAGE_BYTES ({WEBSOCKET_MAX_MESSAGE_BYTES}) must be at least MAX_FRAME_CHARS "
+        f"({MAX_FRAME_CHARS}): every message the page may send must fit in one socket message."
+    )
+SOCKET_HTML_MAX_BYTES = WEBSOCKET_MAX_MESSAGE_BYTES // 2
+# `manage.py runserver` (Daphne's) reads these names.
+DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = WEBSOCKET_MAX_MESSAGE_BYTES
 # Answers longer than this are shown as their plain text: formatting takes time in
 # proportion (a second per 200,000 characters, and every page waits meanwhile).
 RENDER_MAX_CHARS = env_int("RENDER_MAX_CHARS", 100_000)

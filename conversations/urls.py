@@ -35,6 +35,7 @@ urlpatterns = [
     path("c/<id:conversation_id>/delete/", views.delete, name="delete"),
     path("c/<id:conversation_id>/settings/", views.conversation_settings, name="settings"),
     path("c/<id:conversation_id>/export.<fmt>", views.export, name="export"),
+    path("c/<id:conversation_id>/thread/", views.thread, name="thread"),
     path("c/<id:conversation_id>/m/<id:message_id>/", views.message, name="message"),
     path("c/<id:conversation_id>/m/<id:message_id>/edit/", views.edit_message, name="edit-message"),
     path("conversations/", views.conversation_page, name="conversation-page"),

@@ -226,6 +226,21 @@ def message(request, conversation_id: int, message_id: int):
 
 
 @login_required
+def thread(request, conversation_id: int):
+    """The messages shown, those before `?before=<id>` if given: for a page whose socket
+    could not carry them in one message (fragments.thread_for)."""
+    conversation = _get_conversation(request, conversation_id)
+    shown = conversation.thread()
+    answers = [m for m in shown if m.role == Message.Role.ASSISTANT]
+    ids = [m.pk for m in shown]
+    before = request.GET.get("before", "")
+    if before.isascii() and before.isdigit() and int(before) in ids:
+        shown = shown[: ids.index(int(before))]
+    ctx = {"thread": shown, "last_answer_id": answers[-1].pk if answers else None}
+    return render(request, "conversations/chat.html#message_list", ctx)
+
+
+@login_required
 def edit_message(request, conversation_id: int, message_id: int):
     """A question of the user's as a form: sent, it becomes a new version."""
     m = _get_message(request, conversation_id, message_id)

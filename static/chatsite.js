@@ -198,7 +198,8 @@
       const source = document.querySelector(button.dataset.copy);
       if (!source) return;
       const clone = source.cloneNode(true);
-      clone.querySelectorAll("button").forEach(function (b) { b.remove(); });
+      // Not the buttons, nor a note about the text ("Too long to format…").
+      clone.querySelectorAll("button, .status-note").forEach(function (b) { b.remove(); });
       copy(button, clone.textContent.trim());
     } else if (button.classList.contains("copy-code")) {
       const code = button.parentElement.querySelector("pre");

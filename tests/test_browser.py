@@ -185,6 +185,42 @@ def test_an_xss_corpus_stays_inert(page, app, module_gateway):
     expect(page.get_by_role("navigation", name="Conversations")).to_contain_text("<script>")  # shown as text
 
 
+def test_an_answer_too_large_for_one_socket_message_is_shown_whole(page, app, module_gateway):
+    """Its HTML is over Daphne's 1 MiB limit on a socket message: it loads over HTTP, and
+    the page keeps its socket (it reconnected to the same refusal every second)."""
+    from playwright.sync_api import expect
+
+    answer = ("<&>" * 5 + "\n") * 20_000 + "END-OF-DUMP"
+    module_gateway.queue(stream_reply([answer[i : i + 20_000] for i in range(0, len(answer), 20_000)], delay=0.05))
+    sign_up(page, app)
+    add_key(page, app, "Personal", "sk_live_0123456789abcdef")
+    page.get_by_label("Message").fill("Dump it")
+    page.get_by_label("Message").press("Enter")
+    main = page.get_by_role("main")
+    expect(main.locator("article.user")).to_contain_text("Dump it")  # the page's socket is open
+    reconnects = []
+    page.on("websocket", lambda socket: reconnects.append(socket.url))
+
+    expect(main.get_by_text("536 tokens · $0.0001554", exact=True)).to_be_visible()
+    expect(main.locator("article.assistant .answer")).to_contain_text("END-OF-DUMP")
+    expect(main.locator("article.assistant .answer")).to_contain_text("Too long to format")
+    expect(page.get_by_role("button", name="Regenerate")).to_be_visible()
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app.url)
+    main.get_by_role("button", name="Copy", exact=True).click()
+    assert page.evaluate("navigator.clipboard.readText()") == answer  # the text, not the note
+
+    # Switching back to it from a new version redraws the messages: they load over HTTP too.
+    module_gateway.queue(stream_reply(["A short one."]))
+    page.get_by_role("button", name="Regenerate").click()
+    expect(main.locator("article.assistant .answer")).to_have_text("A short one.")
+    page.get_by_role("button", name="Previous version").click()
+    expect(main.get_by_role("group", name="Version 1 of 2")).to_be_visible()
+    expect(main.locator("article.assistant .answer")).to_contain_text("END-OF-DUMP")
+    expect(main.locator("article.user")).to_have_text(re.compile("Dump it"))
+    assert reconnects == []
+
+
 def test_images_in_answers_are_links_and_load_nothing(page, app, module_gateway):
     """No request leaves for an answer's image, on the page or elsewhere."""
     from playwright.sync_api import expect

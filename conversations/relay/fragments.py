@@ -3,6 +3,10 @@
 Each renders a partial of templates/conversations/stream.html (or a partial the page
 itself uses), so what a socket swaps in is what a reload would show. The `*_for`
 functions read the database: the consumer calls them off the event loop.
+
+Daphne refuses to send a message over WEBSOCKET_MAX_MESSAGE_BYTES (it closes the socket
+with 1011): a finished answer, or a redrawn thread, larger than SOCKET_HTML_MAX_BYTES
+comes as a fragment that loads it over HTTP instead.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils.html import escape
 
@@ -21,6 +26,11 @@ from conversations.relay import events
 
 def _render(partial: str, context: Mapping[str, Any]) -> str:
     return render_to_string(f"conversations/stream.html#{partial}", context)
+
+
+def _fits(html: str) -> bool:
+    """Small enough for one socket message."""
+    return len(html.encode()) <= settings.SOCKET_HTML_MAX_BYTES
 
 
 def delta(event: events.Delta) -> str:
@@ -74,15 +84,19 @@ def thread_for(conversation_id: int, streaming_answer_id: int | None = None) -> 
                 setattr(started, name, getattr(m, name))
             thread[i] = started
     answers = [m for m in thread if m.role == Message.Role.ASSISTANT]
-    return _render(
-        "thread",
-        {
-            "conversation": conversation,
-            "thread": thread,
-            "last_answer_id": answers[-1].pk if answers else None,
-            "generating": any(m.is_streaming for m in answers),
-        },
-    )
+    context = {
+        "conversation": conversation,
+        "thread": thread,
+        "last_answer_id": answers[-1].pk if answers else None,
+        "generating": any(m.is_streaming for m in answers),
+    }
+    html = _render("thread", context)
+    if _fits(html):
+        return html
+    # The page loads the messages over HTTP, but for the new answer: its deltas follow now.
+    ids = [m.pk for m in thread]
+    tail = thread[ids.index(streaming_answer_id) :] if streaming_answer_id in ids else []
+    return _render("thread_to_load", {**context, "tail": tail})
 
 
 def done_for(answer_id: int) -> str:
@@ -92,16 +106,16 @@ def done_for(answer_id: int) -> str:
         .get(pk=answer_id)
     )
     answer.conversation.tree().annotate([answer])
-    return _render(
-        "done",
-        {
-            "m": answer,
-            "last_answer_id": answer.pk,
-            # Each answer changes the header's total and maybe the budget notice.
-            "totals": answer.conversation.cost_totals(),
-            "budget": budgets.state(answer.conversation.user),
-        },
-    )
+    context = {
+        "m": answer,
+        "last_answer_id": answer.pk,
+        # Each answer changes the header's total and maybe the budget notice.
+        "totals": answer.conversation.cost_totals(),
+        "budget": budgets.state(answer.conversation.user),
+    }
+    html = _render("done", context)
+    # Too large: its start, and the page loads the rest over HTTP.
+    return html if _fits(html) else _render("done", {**context, "to_load": True})
 
 
 def catch_up(answer_id: int, answer: str, thinking: str) -> str:
