@@ -112,23 +112,36 @@
     refocus = null;
   });
 
-  // htmx's ws extension reconnects by itself only after abnormal closes (1006...);
-  // a server restart or a proxy closes normally (1000, 1001). Reconnect after those too,
-  // with a growing pause, and say when the page is offline. Sends made meanwhile wait
-  // in the extension's queue; on reconnect the server brings the page up to date.
+  // Reconnecting, after any close: htmx's ws extension would retry abnormal closes
+  // (1006, 1011...) itself, at once again after each open, so a server that accepts the
+  // socket and then fails it kept the page reconnecting every second; it would leave
+  // normal ones (a restart, a proxy: 1000, 1001) alone. Here every close waits a growing
+  // pause, counted until a connection lasts a minute; after MAX_TRIES the page stops and
+  // offers a reload. Sends made meanwhile wait in the extension's queue; on reconnect
+  // the server brings the page up to date. Codes 4000-4999 are the server's own: it closed
+  // for good (4001: signed out) and said why, so nothing reconnects.
+  const MAX_TRIES = 10;
+  const LASTING_MS = 60000;
+  const NEVER = 2147483647; // the longest pause a browser timer takes (24.8 days)
+  if (window.htmx) htmx.config.wsReconnectDelay = function () { return NEVER; };
   let leaving = false;
-  let retries = 0;
+  let tries = 0;
+  let openedAt = null;
   window.addEventListener("pagehide", function () { leaving = true; });
   document.addEventListener("htmx:wsClose", function (event) {
-    if (leaving) return;
-    document.getElementById("offline")?.removeAttribute("hidden");
     const code = event.detail.event.code;
-    if ([1006, 1011, 1012, 1013].includes(code)) return; // the extension retries these
-    const wait = Math.min(30000, 500 * 2 ** retries++) * (0.5 + Math.random() / 2);
+    if (leaving || (code >= 4000 && code < 5000)) return;
+    if (openedAt !== null && Date.now() - openedAt >= LASTING_MS) tries = 0;
+    openedAt = null;
+    const givenUp = tries >= MAX_TRIES;
+    document.getElementById("offline")?.toggleAttribute("hidden", givenUp);
+    document.getElementById("gave-up")?.toggleAttribute("hidden", !givenUp);
+    if (givenUp) return;
+    const wait = Math.min(30000, 500 * 2 ** tries++) * (0.5 + Math.random() / 2);
     setTimeout(function () { event.detail.socketWrapper.reconnect(); }, wait);
   });
   document.addEventListener("htmx:wsOpen", function (event) {
-    retries = 0;
+    openedAt = Date.now();
     document.getElementById("offline")?.setAttribute("hidden", "");
     // Conversations the sidebar marks as generating may have ended before this socket
     // listened (a page just loaded, or back online): ask how they are now.
@@ -204,6 +217,8 @@
     } else if (button.classList.contains("copy-code")) {
       const code = button.parentElement.querySelector("pre");
       if (code) copy(button, code.innerText.replace(/\n$/, ""));
+    } else if (button.id === "reload-page") {
+      location.reload();
     } else if (button.id === "sidebar-toggle") {
       toggleSidebar(!document.body.classList.contains("sidebar-open"));
     }

@@ -246,3 +246,54 @@ def test_images_in_answers_are_links_and_load_nothing(page, app, module_gateway)
     assert main.locator(".answer img").count() == 0
     expect(main.get_by_role("link", name="chart")).to_have_attribute("href", "https://example.com/t.png?q=secret")
     expect(main.get_by_role("link", name="csv")).to_have_attribute("href", "/dashboard/costs/ledger.csv?to=9999-12-31")
+
+
+def test_the_page_stops_reconnecting_to_a_socket_that_keeps_failing(page, app, module_gateway):
+    """A server that accepts the socket and then fails it (1011) had the page reconnect
+    every second, for ever: it now tries a few times, waiting longer each time, then says
+    so and offers a reload."""
+    from playwright.sync_api import expect
+
+    sign_up(page, app)
+    opened = []
+
+    def fail(socket):
+        opened.append(socket.url)
+        socket.close(code=1011, reason="Internal server error")
+
+    page.clock.install()
+    page.route_web_socket(re.compile(r"/ws/chat/"), fail)
+    page.reload()
+    gave_up = page.get_by_role("alert").filter(has_text="reload")
+    for _ in range(60):  # a minute at a time, up to an hour of the page's time
+        if gave_up.is_visible():
+            break
+        page.clock.run_for(60_000)
+    expect(gave_up).to_be_visible()
+    assert len(opened) == 1 + 10  # the page's socket, then ten tries
+    page.clock.run_for(3_600_000)
+    assert len(opened) == 11  # and none after that
+    page.get_by_role("button", name="Reload").click()
+    expect(page.get_by_label("Message")).to_be_visible()
+
+
+def test_the_page_does_not_reconnect_once_signed_out(page, app, module_gateway):
+    """Code 4001: the session ended (the server says so before closing); a new handshake
+    would be refused."""
+    from playwright.sync_api import expect
+
+    sign_up(page, app)
+    opened = []
+
+    def sign_out(socket):
+        opened.append(socket.url)
+        socket.send('<div id="chat-error" role="alert"><p>You have been signed out.</p></div>')
+        socket.close(code=4001, reason="Signed out")
+
+    page.clock.install()
+    page.route_web_socket(re.compile(r"/ws/chat/"), sign_out)
+    page.reload()
+    expect(page.get_by_role("alert").filter(has_text="signed out")).to_be_visible()
+    page.clock.run_for(3_600_000)
+    assert len(opened) == 1
+    expect(page.locator("#offline")).to_be_hidden()
