@@ -525,3 +525,20 @@ async def test_text_arriving_during_the_last_flush_still_goes_as_a_delta(
     await no_generation_left()
     deltas = "".join(re.findall(r'beforeend:#msg-\d+-answer">(.*?)</div>', "".join(frames)))
     assert deltas == "One two"
+
+
+async def test_a_chunk_larger_than_a_socket_message_arrives_in_frames_that_fit(
+    alice, db_models, gateway_url, fake_gateway, settings
+):
+    settings.SOCKET_HTML_MAX_BYTES = 6_000  # 1,000 characters of text a frame
+    text = "word " * 1_000  # 5,000 characters in one chunk
+    fake_gateway.queue(stream_reply([text]))
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("Long", db_models["flash"].pk))
+    frames = await until_done(socket)
+    await socket.disconnect()
+    deltas = [f for f in frames if 'hx-swap-oob="beforeend:#msg-' in f]
+    assert len(deltas) >= 5
+    assert all(len(f.encode()) <= 6_000 + 200 for f in deltas)
+    streamed = "".join(html.unescape(re.sub(r"<[^>]+>", "", f)) for f in deltas)
+    assert streamed == text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 from decimal import Decimal
 
 import pytest
@@ -189,3 +191,29 @@ def test_answers_are_filtered_apart_and_forgotten_when_done():
     assert shown(f, d(1, "a", 7), d(1, "x", 8), d(1, "a", 7)) == [1, 1]
     f.forget(7)
     assert shown(f, d(1, "a", 7)) == [1]  # a new socket state: nothing remembered
+
+
+# --- no frame larger than a socket message may be ---------------------------------------
+
+
+def test_a_delta_carries_at_most_max_delta_characters_and_the_rest_follows():
+    t = Texts(max_delta=4)
+    t.add("thinking", "abcdef")
+    t.add("output", "XYZ")
+    assert t.take() == (1, "", "abcd")  # thinking first, as it came first
+    assert t.take() == (2, "XY", "ef")
+    assert t.take() == (3, "Z", "")
+    assert t.take() is None
+    assert t.sent() == (3, "XYZ", "abcdef")
+
+
+def test_a_long_catch_up_comes_in_frames_that_fit(settings):
+    from conversations.relay import fragments
+
+    settings.SOCKET_HTML_MAX_BYTES = 600  # 100 characters a frame
+    answer, thinking = '"' * 250, "t" * 120
+    frames = fragments.catch_up(7, answer, thinking)
+    assert len(frames) == 4  # 370 characters, 100 a frame
+    assert all(len(f.encode()) <= 600 + 200 for f in frames)  # the text, escaped, and its markup
+    text = "".join(re.sub(r"<[^>]+>", "", f) for f in frames)
+    assert html.unescape(text).count('"') == 250 and text.count("t") >= 120

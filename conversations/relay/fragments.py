@@ -6,7 +6,8 @@ functions read the database: the consumer calls them off the event loop.
 
 Daphne refuses to send a message over WEBSOCKET_MAX_MESSAGE_BYTES (it closes the socket
 with 1011): a finished answer, or a redrawn thread, larger than SOCKET_HTML_MAX_BYTES
-comes as a fragment that loads it over HTTP instead.
+comes as a fragment that loads it over HTTP instead, and streamed text goes in pieces
+of at most TEXT_PER_FRAME characters.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ from conversations.relay import events
 
 def _render(partial: str, context: Mapping[str, Any]) -> str:
     return render_to_string(f"conversations/stream.html#{partial}", context)
+
+
+def text_per_frame() -> int:
+    """Characters of streamed text one frame may carry: HTML-escaping takes up to 6 bytes
+    a character (`"` is `&quot;`), so this many always fit in SOCKET_HTML_MAX_BYTES."""
+    return settings.SOCKET_HTML_MAX_BYTES // 6
 
 
 def _fits(html: str) -> bool:
@@ -118,8 +125,18 @@ def done_for(answer_id: int) -> str:
     return html if _fits(html) else _render("done", {**context, "to_load": True})
 
 
-def catch_up(answer_id: int, answer: str, thinking: str) -> str:
-    return _render("catch_up", {"message": answer_id, "answer": answer, "thinking": thinking})
+def catch_up(answer_id: int, answer: str, thinking: str) -> list[str]:
+    """The text so far, replacing what the page shows, in frames that each fit: the first
+    replaces, the rest append."""
+    n = text_per_frame()
+    pieces = []  # (answer, thinking) of at most n characters together, thinking first
+    while answer or thinking or not pieces:
+        t, thinking = thinking[:n], thinking[n:]
+        a, answer = answer[: n - len(t)], answer[n - len(t) :]
+        pieces.append((a, t))
+    (a, t), rest = pieces[0], pieces[1:]
+    frames = [_render("catch_up", {"message": answer_id, "answer": a, "thinking": t})]
+    return frames + [delta(events.delta(answer_id, 0, a, t)) for a, t in rest]
 
 
 def accepted(conversation: Conversation, *, new: bool) -> str:

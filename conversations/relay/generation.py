@@ -41,7 +41,7 @@ from conversations.costs.money import jsonable
 from conversations.gateway import ErrorKind
 from conversations.keys import vault
 from conversations.models import ApiKey, Message
-from conversations.relay import events
+from conversations.relay import events, fragments
 from conversations.relay.turns import NewTurn
 
 log = logging.getLogger(__name__)
@@ -65,9 +65,14 @@ class Snapshot(NamedTuple):
 
 
 class Texts:
-    """One answer's text and thinking: what left as numbered deltas, and what waits."""
+    """One answer's text and thinking: what left as numbered deltas, and what waits.
 
-    def __init__(self) -> None:
+    A delta carries at most `max_delta` characters (a socket message has a size limit);
+    the rest waits for the next one.
+    """
+
+    def __init__(self, max_delta: int = 1 << 62) -> None:
+        self.max_delta = max_delta
         self.seq = 0  # number of the last delta taken
         self._answer: list[str] = []
         self._thinking: list[str] = []
@@ -88,12 +93,25 @@ class Texts:
         answer, thinking = "".join(self._pending_answer), "".join(self._pending_thinking)
         self._pending_answer.clear()
         self._pending_thinking.clear()
+        if len(answer) + len(thinking) > self.max_delta:
+            answer, thinking = self._keep_rest(answer, thinking)
         if answer:
             self._answer.append(answer)
         if thinking:
             self._thinking.append(thinking)
         self.seq += 1
         return self.seq, answer, thinking
+
+    def _keep_rest(self, answer: str, thinking: str) -> tuple[str, str]:
+        """The first max_delta characters (thinking first, as it came first); the rest waits."""
+        thinking, rest_thinking = thinking[: self.max_delta], thinking[self.max_delta :]
+        room = self.max_delta - len(thinking)
+        answer, rest_answer = answer[:room], answer[room:]
+        if rest_thinking:
+            self._pending_thinking.append(rest_thinking)
+        if rest_answer:
+            self._pending_answer.append(rest_answer)
+        return answer, thinking
 
     def sent(self) -> Snapshot:
         return Snapshot(self.seq, "".join(self._answer), "".join(self._thinking))
@@ -166,7 +184,7 @@ class Generation:
         self.streaming = streaming  # False: an image model, answering through /generate
         self.layer = events.layer()
 
-        self.texts = Texts()
+        self.texts = Texts(max_delta=fragments.text_per_frame())
         self.received = False  # anything arrived: from now on, never retry silently
         self.final: gateway.Final | None = None
         self.extras: list[dict] = []
@@ -341,8 +359,9 @@ class Generation:
             dirty = await self._flush() or dirty
             if not self._reading:
                 # The reader may have ended while that flush was being sent: what it
-                # added meanwhile goes as one more delta (else only "done" would show it).
-                await self._flush()
+                # added meanwhile goes too (else only "done" would show it).
+                while await self._flush():
+                    pass
                 return
             since = time.monotonic() - last_checkpoint
             if (dirty and since >= settings.STREAM_CHECKPOINT_INTERVAL) or since >= settings.STREAM_HEARTBEAT_INTERVAL:
@@ -363,6 +382,8 @@ class Generation:
             event["clear_status"] = True
             self._status_shown = False
         await self.layer.group_send(self.group, event)
+        if self.texts.pending:  # more than one delta could carry: the rest goes next
+            self._wake.set()
         return True
 
     @database_sync_to_async
