@@ -129,7 +129,7 @@ def catch_up(answer_id: int, answer: str, thinking: str) -> list[str]:
     """The text so far, replacing what the page shows, in frames that each fit: the first
     replaces, the rest append."""
     n = text_per_frame()
-    pieces = []  # (answer, thinking) of at most n characters together, thinking first
+    pieces: list[tuple[str, str]] = []  # (answer, thinking) of at most n characters together, thinking first
     while answer or thinking or not pieces:
         t, thinking = thinking[:n], thinking[n:]
         a, answer = answer[: n - len(t)], answer[n - len(t) :]
