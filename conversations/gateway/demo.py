@@ -66,8 +66,10 @@ def _event(obj: dict) -> bytes:
     return f"data: {json.dumps(obj)}\n\n".encode()
 
 
-def _chunk(name: str, content: str) -> bytes:
-    return _event({"type": "text", "name": name, "content": content, "done": False, "index": 0, "is_final": False})
+def _chunk(name: str, content: str, index: int) -> bytes:
+    """`index` is the item's position in the output array: each item has its own, as
+    clients that gather the text by index (the gateway's own example) expect."""
+    return _event({"type": "text", "name": name, "content": content, "done": False, "index": index, "is_final": False})
 
 
 def _final(input_tokens: int, output_tokens: int) -> bytes:
@@ -180,10 +182,11 @@ async def generate_stream(request):
     async def events():
         yield b": demo gateway\n\n"
         for piece in _pieces(thinking):
-            yield _chunk("thinking", piece)
+            yield _chunk("thinking", piece, 0)
             await asyncio.sleep(delay)
+        output_index = 1 if thinking else 0  # the thinking item comes first
         for piece in _pieces(answer):
-            yield _chunk("output", piece)
+            yield _chunk("output", piece, output_index)
             await asyncio.sleep(delay)
         output_tokens = len(_pieces(thinking)) + len(_pieces(answer))
         yield _final(input_tokens, output_tokens)
