@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.urls import include, path
 
 from conversations.models import Conversation, CostLog, Message
 from tests.accounts import sign_up
@@ -198,3 +199,49 @@ def test_signed_in_pages_are_never_stored(client, alice, db_models):
 def test_pages_for_visitors_may_be_stored(client):
     response = client.get("/accounts/signup/")
     assert response.status_code == 200 and "no-store" not in response.get("Cache-Control", "")
+
+
+# --- error pages ---------------------------------------------------------------------------
+
+
+def _boom(request):
+    raise RuntimeError("a bug")
+
+
+# For the 500 test (pytest.mark.urls): the site's URLs and one view that fails.
+urlpatterns = [path("boom/", _boom), path("", include("chatsite.urls"))]
+
+
+def _styled_with_a_way_back(page: str, heading: str) -> None:
+    assert f"<h1>{heading}</h1>" in page
+    assert '<link rel="stylesheet" href="/static/chatsite.css">' in page
+    assert '<a href="/">Back to your chats</a>' in page
+
+
+def test_a_missing_page_is_styled_with_a_way_back(client, alice, settings):
+    settings.DEBUG = False
+    client.force_login(alice)
+    response = client.get("/c/999999/")
+    assert response.status_code == 404
+    _styled_with_a_way_back(response.content.decode(), "Page not found")
+
+
+def test_a_forbidden_page_is_styled_with_a_way_back(client, alice, settings):
+    settings.DEBUG = False
+    client.force_login(alice)  # not staff
+    response = client.get("/dashboard/costs/")
+    assert response.status_code == 403
+    _styled_with_a_way_back(response.content.decode(), "Not allowed")
+
+
+@pytest.mark.urls("tests.test_pages")
+def test_a_server_error_is_styled_with_a_way_back(client, alice, settings):
+    """Django renders 500.html with no context at all (no request, no context processors)."""
+    settings.DEBUG = False
+    client.raise_request_exception = False
+    client.force_login(alice)
+    response = client.get("/boom/")
+    assert response.status_code == 500
+    page = response.content.decode()
+    _styled_with_a_way_back(page, "Something went wrong")
+    assert "a bug" not in page and "RuntimeError" not in page
