@@ -290,6 +290,10 @@ UPSTREAM_RETRIES = env_int("UPSTREAM_RETRIES", 2)
 UPSTREAM_RETRY_BACKOFF = env_float("UPSTREAM_RETRY_BACKOFF", 1.0)
 # Coalescing window for deltas sent to the browser, and the checkpoint interval.
 STREAM_FLUSH_INTERVAL = env_float("STREAM_FLUSH_INTERVAL", 0.04)
+# Answers are formatted as they stream (relay/live.py); the open last block is
+# re-rendered at most this often. LIVE_RENDERING=0 streams plain text until the end.
+LIVE_RENDERING = env_bool("LIVE_RENDERING", True)
+LIVE_RENDER_INTERVAL = env_float("LIVE_RENDER_INTERVAL", 0.15)
 STREAM_CHECKPOINT_INTERVAL = env_float("STREAM_CHECKPOINT_INTERVAL", 1.0)
 # A running answer is touched this often even when silent; one untouched for
 # STREAM_ORPHAN_AFTER seconds belongs to a process that died (with several processes).

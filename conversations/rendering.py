@@ -80,10 +80,13 @@ _cleaner = nh3.Cleaner(
 )
 
 
-def render_markdown(text: str) -> str:
-    """Sanitised HTML for an answer (or its thinking)."""
+def render_markdown(text: str, *, highlight: bool = True) -> str:
+    """Sanitised HTML for an answer (or its thinking). `highlight=False` leaves code plain
+    and skips the cache: the open block of a streaming answer, re-rendered as it grows."""
     if len(text) > settings.RENDER_MAX_CHARS:
         return _as_plain_text(text)
+    if not highlight:
+        return _cleaner.clean(_plain_code.render(text))
     if len(text) <= CACHE_MAX_CHARS:
         return _render_cached(text)
     return _render(text)
@@ -102,3 +105,9 @@ def _render(text: str) -> str:
 def _as_plain_text(text: str) -> str:
     note = f"Too long to format ({len(text):,} characters): shown as plain text."
     return f'<p class="status-note">{note}</p><pre class="plain-text">{escape(text)}</pre>'
+
+
+def block_starts(text: str) -> list[int]:
+    """The first line of each top-level block of `text`, as the renderer parses it (a
+    streaming answer's blocks before the last one can no longer change)."""
+    return [t.map[0] for t in _plain_code.parse(text) if t.level == 0 and t.nesting >= 0 and t.map]

@@ -23,3 +23,6 @@ import tempfile  # noqa: E402
 
 MEDIA_ROOT = Path(tempfile.mkdtemp(prefix="chatsite-test-media-"))  # noqa: F405
 atexit.register(shutil.rmtree, MEDIA_ROOT, ignore_errors=True)
+# The socket tests check the relay's mechanics on plain-text frames; tests/test_live.py
+# turns live rendering on, and the browser tests run the app with its defaults.
+LIVE_RENDERING = False

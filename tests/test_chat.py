@@ -138,7 +138,7 @@ async def test_it_coalesces_many_small_chunks_into_few_frames(alice, flash, gate
     await no_generation_left()
 
     deltas = [f for f in frames if "beforeend:#msg-" in f and "-answer" in f]
-    streamed = "".join(html.unescape(f.split('-answer">', 1)[1].rsplit("</div>", 1)[0]) for f in deltas)
+    streamed = "".join(html.unescape(f.split('-answer-tail">', 1)[1].rsplit("</div>", 1)[0]) for f in deltas)
     assert streamed == "".join(pieces)  # nothing lost, nothing repeated
     assert len(deltas) < 100  # many chunks per frame
     answer = await db(lambda: Message.objects.get(role="assistant"))
@@ -315,7 +315,7 @@ async def test_a_second_socket_catches_up_and_sees_the_rest(alice, flash, gatewa
     second = await open_socket(alice, f"/ws/chat/{conversation.pk}/")
     (second_channel,) = set(joined[already:])
     catch_up = await second.receive_from(timeout=5)
-    (caught_up,) = re.findall(r'class="answer streaming"[^>]*>(.*?)</div>', catch_up)
+    (caught_up,) = re.findall(r'-answer-tail" class="live-tail">(.*?)</span>', catch_up)
     assert caught_up == "One two "
     # A delta the catch-up already holds reaches the socket again, as one sent while it
     # joined does: it must not be shown twice.
@@ -327,7 +327,7 @@ async def test_a_second_socket_catches_up_and_sees_the_rest(alice, flash, gatewa
     await no_generation_left()
 
     def appended(stream):
-        return "".join(re.findall(r'beforeend:#msg-\d+-answer">(.*?)</div>', stream))
+        return "".join(re.findall(r'beforeend:#msg-\d+-answer-tail">(.*?)</div>', stream))
 
     assert appended(frames[first]) == "three"  # the rest of what it read above
     assert caught_up + appended(frames[second]) == "One two three"  # nothing repeated, nothing lost
@@ -523,7 +523,7 @@ async def test_text_arriving_during_the_last_flush_still_goes_as_a_delta(
     frames = await until_done(socket)
     await socket.disconnect()
     await no_generation_left()
-    deltas = "".join(re.findall(r'beforeend:#msg-\d+-answer">(.*?)</div>', "".join(frames)))
+    deltas = "".join(re.findall(r'beforeend:#msg-\d+-answer-tail">(.*?)</div>', "".join(frames)))
     assert deltas == "One two"
 
 

@@ -223,7 +223,7 @@ async def test_a_one_megabyte_answer_arrives_whole(alice, db_models, gateway_url
     frames, answer, _ = await chat_once(alice, db_models["flash"].pk)
     assert answer.status == "complete"
     assert answer.content == "".join(pieces) and len(answer.content) > 1_000_000
-    deltas = [f for f in frames if '-answer">' in f and "beforeend" in f]
+    deltas = [f for f in frames if '-answer-tail">' in f and "beforeend" in f]
     assert len(deltas) < 300  # coalesced: far fewer frames than 1,024 chunks
     # Too large for one socket message at the end: the page loads the whole answer over HTTP.
     assert "Load the full answer" in frames[-1]
@@ -328,9 +328,9 @@ async def test_a_reload_mid_answer_loses_and_repeats_nothing(alice, db_models, g
     await no_generation_left()
 
     # What the page shows: the catch-up's text, then each later delta appended.
-    shown = html.unescape(re.search(r'id="msg-\d+-answer"[^>]*>(.*?)</div>', catch_up, re.S).group(1))
+    shown = html.unescape(re.search(r'id="msg-\d+-answer-tail"[^>]*>(.*?)</span>', catch_up, re.S).group(1))
     for frame in frames[1:]:
-        for appended in re.findall(r'beforeend:#msg-\d+-answer">(.*?)</div>', frame, re.S):
+        for appended in re.findall(r'beforeend:#msg-\d+-answer-tail">(.*?)</div>', frame, re.S):
             shown += html.unescape(appended)
     assert shown == "".join(words)
 

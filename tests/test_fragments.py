@@ -1,18 +1,53 @@
-"""The socket's fragments: the delta fast path writes exactly what its partial would."""
+"""The socket's fragments: what a delta swaps, and that its targets are on the page."""
+
+import re
 
 import pytest
 from django.template.loader import render_to_string
 
-from conversations.relay import fragments
+from conversations.models import Message
+from conversations.relay import events, fragments
+
+
+def targets(html: str) -> set[str]:
+    return set(re.findall(r'hx-swap-oob="beforeend:#([\w-]+)"', html)) | set(
+        re.findall(r'id="([\w-]+)"[^>]*hx-swap-oob="true"', html)
+    )
 
 
 @pytest.mark.parametrize(
     "answer, thinking",
     [("Hello <b>world</b> & \"friends\" 'x'", ""), ("", "Thinking about <script>"), ("a\\n b", "c\\td"), ("ünï ✓", "")],
 )
-def test_the_delta_fast_path_matches_its_partial(answer, thinking):
-    event = {"type": "chat.delta", "message": 42, "seq": 3, "answer": answer, "thinking": thinking}
-    assert fragments.delta(event) == render_to_string("conversations/stream.html#delta", event)
+def test_plain_text_is_escaped_and_appended_to_the_tails(answer, thinking):
+    html = fragments.delta(events.delta(42, 3, answer, thinking))
+    assert "<script>" not in html and "<b>" not in html
+    for name, text in (("answer", answer), ("thinking", thinking)):
+        if text:
+            assert f'<div hx-swap-oob="beforeend:#msg-42-{name}-tail">' in html
+            assert html.count(f"-{name}-tail") == 1
+
+
+def test_formatted_pieces_append_closed_blocks_and_replace_the_open_one():
+    event = events.delta(42, 3, "raw", "")
+    event["answer_html"] = {"closed": "<h1>Title</h1>", "open": "<p>Para</p>", "raw": ""}
+    event["thinking_html"] = {"closed": "", "open": None, "raw": "hmm <"}
+    html = fragments.delta(event)
+    assert '<div hx-swap-oob="beforeend:#msg-42-answer-done"><h1>Title</h1></div>' in html
+    assert '<div id="msg-42-answer-open" class="live-open" hx-swap-oob="true"><p>Para</p></div>' in html
+    assert '<span id="msg-42-answer-tail" class="live-tail" hx-swap-oob="true"></span>' in html  # cleared
+    assert '<div hx-swap-oob="beforeend:#msg-42-thinking-tail">hmm &lt;</div>' in html
+    assert "raw" not in html  # the formatted form stands for the text
+
+
+def test_every_target_of_a_delta_is_on_the_page_of_a_streaming_answer():
+    answer = Message(pk=42, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, model_name="m")
+    page = render_to_string("conversations/chat.html#message", {"m": answer})
+    event = events.delta(42, 3, "text", "more")
+    event["answer_html"] = {"closed": "<p>a</p>", "open": "<p>b</p>", "raw": "c"}
+    event["thinking_html"] = {"closed": "<p>a</p>", "open": "<p>b</p>", "raw": "c"}
+    ids = set(re.findall(r'id="([\w-]+)"', page))
+    assert targets(fragments.delta(event)) <= ids
 
 
 def test_a_delta_with_the_thinking_time_goes_through_the_partial():

@@ -212,8 +212,8 @@ def test_a_long_catch_up_comes_in_frames_that_fit(settings):
 
     settings.SOCKET_HTML_MAX_BYTES = 600  # 100 characters a frame
     answer, thinking = '"' * 250, "t" * 120
-    frames = fragments.catch_up(7, answer, thinking)
-    assert len(frames) == 4  # 370 characters, 100 a frame
+    frames = fragments.catch_up(events.catch_up(7, 3, answer, thinking))
+    assert len(frames) == 4  # 370 characters, 100 a frame (the tag text is "live-tail" etc.)
     assert all(len(f.encode()) <= 600 + 200 for f in frames)  # the text, escaped, and its markup
     text = "".join(re.sub(r"<[^>]+>", "", f) for f in frames)
     assert html.unescape(text).count('"') == 250 and text.count("t") >= 120

@@ -311,7 +311,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
         later = self.deltas.caught_up(event)
         if later is None:
             return  # not asked for, or already given up on
-        for frame in fragments.catch_up(event["message"], event["answer"], event["thinking"]):
+        for frame in fragments.catch_up(event):
             await self.send(frame)
         for delta in later:
             await self.send(fragments.delta(delta))

@@ -49,6 +49,14 @@ class Turn(TypedDict):
     previous: int | None  # the answer the question follows (it loses its Regenerate button)
 
 
+class Formatted(TypedDict):
+    """A text's formatted form changing as it streams (relay/live.py)."""
+
+    closed: str  # HTML of blocks that just closed: appended
+    open: str | None  # HTML of the open last block: replaces it (None: unchanged)
+    raw: str  # arrived since the open block's render: appended as text
+
+
 class Delta(TypedDict):
     """Text that arrived since the last delta, numbered so a socket drops what it has."""
 
@@ -57,6 +65,8 @@ class Delta(TypedDict):
     seq: int
     answer: str
     thinking: str
+    answer_html: NotRequired[Formatted]  # live rendering: what the page shows instead
+    thinking_html: NotRequired[Formatted]
     thinking_seconds: NotRequired[float]  # once, when the answer starts after thinking
     clear_status: NotRequired[bool]  # a retry notice is out of date
 
@@ -114,6 +124,14 @@ def thread(conversation: int) -> Thread:
 # --- to one socket ----------------------------------------------------------------------
 
 
+class FormattedSoFar(TypedDict):
+    """A streaming text's formatted form so far (relay/live.py)."""
+
+    closed: list[str]  # the closed blocks' HTML, one piece per render
+    open: str  # the open last block's HTML
+    raw: str  # arrived since, shown as text
+
+
 class CatchUp(TypedDict):
     """A generation's text so far, for a socket that joined mid-answer."""
 
@@ -122,6 +140,8 @@ class CatchUp(TypedDict):
     seq: int  # the last delta the text includes
     answer: str
     thinking: str
+    answer_html: NotRequired[FormattedSoFar]  # live rendering: what a page shows now
+    thinking_html: NotRequired[FormattedSoFar]
 
 
 class CatchUpTimeout(TypedDict):

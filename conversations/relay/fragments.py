@@ -18,6 +18,7 @@ from typing import Any
 from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils.html import escape
+from django.utils.safestring import mark_safe
 
 from conversations.costs import budgets
 from conversations.forms import SettingsForm
@@ -41,21 +42,36 @@ def _fits(html: str) -> bool:
 
 
 def delta(event: events.Delta) -> str:
-    """Escaped text appended to the streaming answer and thinking: the hot path.
+    """What a delta changes on the page: the hot path, formatted here without a template
+    (rendering a partial per delta per socket was a tenth of the relay's CPU). The rare
+    delta that also carries the thinking time or clears a notice adds a partial.
 
-    Plain text deltas (nearly all of them) are formatted here with the exact markup of
-    stream.html#delta, which a test checks; rendering that partial per delta per socket
-    was a tenth of the relay's CPU in the benchmark. The rare delta that also carries
-    the thinking time or clears a notice goes through the partial.
+    Each streaming text (answer, thinking) is three elements, chat.html#live_text: the
+    closed blocks (appended to), the open block (replaced), and a tail of plain text
+    (appended to; all a delta carries when live rendering is off).
     """
-    if "thinking_seconds" in event or "clear_status" in event:
-        return _render("delta", event)
     message = event["message"]
+    html = _swaps(message, "thinking", event["thinking"], event.get("thinking_html"))
+    html += _swaps(message, "answer", event["answer"], event.get("answer_html"))
+    if "thinking_seconds" in event or "clear_status" in event:
+        html += _render("delta_extras", event)
+    return html
+
+
+def _swaps(message: int, name: str, text: str, formatted: events.Formatted | None) -> str:
+    target = f"msg-{message}-{name}"
+    if formatted is None:  # plain text, escaped, appended
+        return f'<div hx-swap-oob="beforeend:#{target}-tail">{escape(text)}</div>' if text else ""
     html = ""
-    if event["thinking"]:
-        html += f'<div hx-swap-oob="beforeend:#msg-{message}-thinking">{escape(event["thinking"])}</div>'
-    if event["answer"]:
-        html += f'<div hx-swap-oob="beforeend:#msg-{message}-answer">{escape(event["answer"])}</div>'
+    if formatted["closed"]:  # sanitised by rendering.py
+        html += f'<div hx-swap-oob="beforeend:#{target}-done">{formatted["closed"]}</div>'
+    if formatted["open"] is not None:
+        html += (
+            f'<div id="{target}-open" class="live-open" hx-swap-oob="true">{formatted["open"]}</div>'
+            f'<span id="{target}-tail" class="live-tail" hx-swap-oob="true"></span>'
+        )
+    if formatted["raw"]:
+        html += f'<div hx-swap-oob="beforeend:#{target}-tail">{escape(formatted["raw"])}</div>'
     return html
 
 
@@ -125,9 +141,12 @@ def done_for(answer_id: int) -> str:
     return html if _fits(html) else _render("done", {**context, "to_load": True})
 
 
-def catch_up(answer_id: int, answer: str, thinking: str) -> list[str]:
+def catch_up(event: events.CatchUp) -> list[str]:
     """The text so far, replacing what the page shows, in frames that each fit: the first
     replaces, the rest append."""
+    if "answer_html" in event and "thinking_html" in event:
+        return _formatted_catch_up(event["message"], event["answer_html"], event["thinking_html"])
+    answer_id, answer, thinking = event["message"], event["answer"], event["thinking"]
     n = text_per_frame()
     pieces: list[tuple[str, str]] = []  # (answer, thinking) of at most n characters together, thinking first
     while answer or thinking or not pieces:
@@ -135,8 +154,29 @@ def catch_up(answer_id: int, answer: str, thinking: str) -> list[str]:
         a, answer = answer[: n - len(t)], answer[n - len(t) :]
         pieces.append((a, t))
     (a, t), rest = pieces[0], pieces[1:]
-    frames = [_render("catch_up", {"message": answer_id, "answer": a, "thinking": t})]
+    frames = [_render("catch_up", {"message": answer_id, "answer": {"tail": a}, "thinking": {"tail": t}})]
     return frames + [delta(events.delta(answer_id, 0, a, t)) for a, t in rest]
+
+
+def _formatted_catch_up(answer_id: int, answer: events.FormattedSoFar, thinking: events.FormattedSoFar) -> list[str]:
+    """The open blocks and raw tails first (they are small), then the closed blocks
+    appended, as many to a frame as fit."""
+    context = {
+        "message": answer_id,
+        "answer": {"open": mark_safe(answer["open"]), "tail": answer["raw"]},
+        "thinking": {"open": mark_safe(thinking["open"]), "tail": thinking["raw"]},
+    }
+    frames = [_render("catch_up", context)]
+    for name, text in (("thinking", thinking), ("answer", answer)):
+        batch = ""
+        for piece in text["closed"]:
+            if batch and len(batch) + len(piece) > settings.SOCKET_HTML_MAX_BYTES // 4:
+                frames.append(f'<div hx-swap-oob="beforeend:#msg-{answer_id}-{name}-done">{batch}</div>')
+                batch = ""
+            batch += piece
+        if batch:
+            frames.append(f'<div hx-swap-oob="beforeend:#msg-{answer_id}-{name}-done">{batch}</div>')
+    return frames
 
 
 def accepted(conversation: Conversation, *, new: bool) -> str:

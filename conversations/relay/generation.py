@@ -42,6 +42,7 @@ from conversations.gateway import ErrorKind
 from conversations.keys import vault
 from conversations.models import ApiKey, Message
 from conversations.relay import events, fragments
+from conversations.relay.live import LiveMarkdown
 from conversations.relay.turns import NewTurn
 
 log = logging.getLogger(__name__)
@@ -86,9 +87,10 @@ class Texts:
     def pending(self) -> bool:
         return bool(self._pending_answer or self._pending_thinking)
 
-    def take(self) -> tuple[int, str, str] | None:
-        """Everything that arrived since the last call, as one delta (seq, answer, thinking)."""
-        if not self.pending:
+    def take(self, *, force: bool = False) -> tuple[int, str, str] | None:
+        """Everything that arrived since the last call, as one delta (seq, answer, thinking);
+        None if nothing did, unless `force` (a delta that only formats what was sent)."""
+        if not self.pending and not force:
             return None
         answer, thinking = "".join(self._pending_answer), "".join(self._pending_thinking)
         self._pending_answer.clear()
@@ -185,6 +187,10 @@ class Generation:
         self.layer = events.layer()
 
         self.texts = Texts(max_delta=fragments.text_per_frame())
+        # Formatted as it streams, once for every socket (None: plain text until the end).
+        self.live: tuple[LiveMarkdown, LiveMarkdown] | None = None
+        if settings.LIVE_RENDERING:
+            self.live = (LiveMarkdown(settings.LIVE_RENDER_INTERVAL), LiveMarkdown(settings.LIVE_RENDER_INTERVAL))
         self.received = False  # anything arrived: from now on, never retry silently
         self.final: gateway.Final | None = None
         self.extras: list[dict] = []
@@ -227,7 +233,15 @@ class Generation:
             if event["type"] == "generation.stop":
                 self.stop()
             elif event["type"] == "generation.snapshot":
-                await self.layer.send(event["reply_to"], events.catch_up(self.message_id, *self.snapshot()))
+                await self.layer.send(event["reply_to"], self._catch_up())
+
+    def _catch_up(self) -> events.CatchUp:
+        event = events.catch_up(self.message_id, *self.snapshot())
+        if self.live is not None:
+            for name, live in zip(("answer_html", "thinking_html"), self.live, strict=True):
+                closed, open_html, raw = live.snapshot()
+                event[name] = {"closed": closed, "open": open_html, "raw": raw}  # type: ignore[literal-required]
+        return event
 
     # --- the task ------------------------------------------------------------------
 
@@ -351,7 +365,10 @@ class Generation:
         while True:
             try:
                 # Wake for new text, or after a spell of silence to say we are alive.
-                async with asyncio.timeout(settings.STREAM_HEARTBEAT_INTERVAL):
+                # Text shown raw after a burst is formatted after a short quiet spell.
+                waiting = self.live is not None and any(live.waiting for live in self.live)
+                quiet = settings.LIVE_RENDER_INTERVAL if waiting else settings.STREAM_HEARTBEAT_INTERVAL
+                async with asyncio.timeout(quiet):
                     await self._wake.wait()
             except TimeoutError:
                 pass
@@ -371,10 +388,17 @@ class Generation:
             await asyncio.sleep(settings.STREAM_FLUSH_INTERVAL)
 
     async def _flush(self) -> bool:
-        taken = self.texts.take()
+        now = time.monotonic()
+        # Nothing new, but text shown raw can be formatted now: a delta for that alone.
+        format_only = self.live is not None and any(live.waiting and live.due(now) for live in self.live)
+        taken = self.texts.take(force=format_only)
         if taken is None:
             return False
         event = events.delta(self.message_id, *taken)
+        if self.live is not None:
+            answer, thinking = self.live[0].feed(event["answer"], now), self.live[1].feed(event["thinking"], now)
+            event["answer_html"] = {"closed": answer.closed, "open": answer.open, "raw": answer.raw}
+            event["thinking_html"] = {"closed": thinking.closed, "open": thinking.open, "raw": thinking.raw}
         if self.thinking_seconds is not None and not self._thinking_seconds_sent:
             event["thinking_seconds"] = self.thinking_seconds
             self._thinking_seconds_sent = True
