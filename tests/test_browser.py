@@ -32,10 +32,11 @@ def test_it_streams_thinking_and_answer_live_then_renders_them(page, app, module
     page.get_by_label("Message").fill("Why is the sky blue?")
     page.get_by_label("Message").press("Enter")
 
-    # While the gateway holds the stream open, what arrived is already on the page.
+    # While the gateway holds the stream open, what arrived is already on the page, formatted.
     thinking = main.locator("details", has=page.locator("summary", has_text="Thinking"))
-    expect(thinking).to_contain_text("Weighing **options** first.")
-    expect(main).to_contain_text("The answer *begins*")
+    expect(thinking).to_contain_text("Weighing options first.")
+    expect(thinking.locator("strong")).to_have_text("options")
+    expect(main.locator(".answer.streaming em")).to_have_text("begins")
     expect(page.get_by_role("button", name="Stop")).to_be_visible()
     expect(page).to_have_url(re.compile(r"/c/\d+/$"))
     expect(page.get_by_label("Message")).to_have_value("")
