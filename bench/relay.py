@@ -37,7 +37,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 STAMP = re.compile(r"\[(\d+\.\d+)\]")
-DELTA = re.compile(r'beforeend:#msg-\d+-answer">(.*?)</div>', re.S)
 DONE = re.compile(r'<article id="msg-\d+" class="message assistant status-(?!streaming)')
 ARTICLE = re.compile(r'<article id="msg-\d+" class="message assistant.*?</article>', re.S)
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -84,7 +83,9 @@ async def gateway_stream(writer, chunks: int, rate: float) -> None:
         delay = start + i / rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        event = f'{{"type": "text", "name": "output", "content": "[{time.time():.6f}] word ", "index": 0}}'
+        # Paragraphs of 8 chunks, as answers have: live rendering closes each block once.
+        end = "\\n\\n" if i % 8 == 7 else " "
+        event = f'{{"type": "text", "name": "output", "content": "[{time.time():.6f}] word{end}", "index": 0}}'
         writer.write(chunked(f"data: {event}\n\n".encode()))
         await writer.drain()
     final = (
@@ -121,7 +122,9 @@ async def run_gateway(port: int) -> None:
 class App:
     """Daphne processes as `make run` starts them, with limits lifted for the load."""
 
-    def __init__(self, workdir: Path, gateway_url: str, processes: int, database_url: str, redis_url: str):
+    def __init__(
+        self, workdir: Path, gateway_url: str, processes: int, database_url: str, redis_url: str, live: bool = True
+    ):
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "UPSTREAM_"))}
         self.env.update(
             DJANGO_SETTINGS_MODULE="chatsite.settings",
@@ -137,6 +140,7 @@ class App:
             MAX_CONCURRENT_GENERATIONS="1000000",
             MAX_MESSAGES_PER_MINUTE="1000000",
             LOG_LEVEL="WARNING",
+            LIVE_RENDERING="1" if live else "0",
         )
         self.env.pop("DATABASE_URL", None)
         self.env.pop("REDIS_URL", None)
@@ -225,6 +229,7 @@ class Client:
         self.frames = 0
         self.bytes = 0
         self.final_html = 0
+        self.seen: set[str] = set()
         self.socket = None
 
     async def connect(self):
@@ -250,12 +255,16 @@ class Client:
             now = time.time()
             self.frames += 1
             self.bytes += len(frame.encode())
-            for delta in DELTA.findall(frame):
-                self.latencies += [now - float(stamp) for stamp in STAMP.findall(delta)]
             if DONE.search(frame):
                 article = ARTICLE.search(frame)
                 self.final_html = len(article.group(0).encode()) if article else 0
                 return
+            # A stamp counts when it first shows: as plain text, in a closed block, or in
+            # the open block (whose later renders show it again).
+            for stamp in STAMP.findall(frame):
+                if stamp not in self.seen:
+                    self.seen.add(stamp)
+                    self.latencies.append(now - float(stamp))
 
     async def close(self):
         await self.socket.close()
@@ -412,6 +421,50 @@ def count_queries(gateway_url: str) -> dict[int, int]:
 # --- the report -----------------------------------------------------------------------
 
 
+def run_sizes(app: App, render: str, sizes: list[int], chunks: int, rate: float, gateway_url: str) -> None:
+    """One table: the relay at each size, against the bare reader, with `render` on the app."""
+    cookies, model = app.prepare(max(max(sizes), 500))
+    app.start()
+    # Before any stream, while the process is small: memory per connected idle socket.
+    idle = asyncio.run(idle_sockets(app, cookies, 500))
+    print(f"Answers rendered: {render}")
+    print(
+        f"{'N':>5} | {'relay p50':>9} {'relay p99':>9} | {'bare p50':>8} {'bare p99':>8} | {'chunks/s':>8} | "
+        f"{'CPU/chunk relay':>15} {'bare':>6} {'ratio':>5} | {'RSS':>7}"
+    )
+    print("-" * 106)
+    wire = None
+    per_stream = None
+    for n in sizes:
+        relay = asyncio.run(relay_phase(app, cookies, model, n, chunks, rate))
+        bare = asyncio.run(bare_phase(gateway_url, n, chunks, rate))
+        relay_cpu = relay["cpu"] / max(relay["chunks"], 1) * 1e6
+        bare_cpu = bare["cpu"] / max(bare["chunks"], 1) * 1e6
+        print(
+            f"{n:>5} | {percentile(relay['latencies'], 0.5) * 1e3:>7.1f}ms "
+            f"{percentile(relay['latencies'], 0.99) * 1e3:>7.1f}ms | "
+            f"{percentile(bare['latencies'], 0.5) * 1e3:>6.1f}ms {percentile(bare['latencies'], 0.99) * 1e3:>6.1f}ms | "
+            f"{relay['chunks'] / relay['wall']:>8.0f} | {relay_cpu:>13.0f}µs {bare_cpu:>4.0f}µs "
+            f"{relay_cpu / bare_cpu:>5.2f} | {relay['rss_mid'] / 2**20:>5.0f}MB",
+            flush=True,
+        )
+        if n == 1:
+            wire = relay
+        if n == 500 or (per_stream is None and n == sizes[-1]):
+            per_stream = (n, (relay["rss_mid"] - relay["rss_before"]) / n)
+    print()
+    print(f"Resident memory per idle socket (500 open): {idle / 1024:.1f} KiB")
+    if per_stream:
+        print(f"Resident memory per active stream (at N={per_stream[0]}): {per_stream[1] / 1024:.1f} KiB")
+    if wire:
+        print(
+            f"Per answer ({chunks} chunks): {wire['frames']:.0f} WebSocket frames, "
+            f"{wire['bytes'] / 1024:.1f} KiB on the wire, final HTML {wire['final_html'] / 1024:.1f} KiB: "
+            f"wire/HTML = {wire['bytes'] / max(wire['final_html'], 1):.2f}"
+        )
+    print()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="1,100,300,500,1000", help="numbers of concurrent streams")
@@ -420,6 +473,9 @@ def main() -> None:
     parser.add_argument("--redis", action="store_true", help="two processes on Redis + PostgreSQL")
     parser.add_argument("--no-dashboard", action="store_true", help="skip the 1,000,000-row dashboard timing")
     parser.add_argument("--dashboard-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--render", default="live,plain", help="live (formatted while streaming), plain (LIVE_RENDERING=0), or both"
+    )
     args = parser.parse_args()
     sizes = [int(n) for n in args.sizes.split(",")]
     chunks = int(args.seconds * args.rate)
@@ -434,51 +490,18 @@ def main() -> None:
         database_url = os.environ.get("TEST_DATABASE_URL", "postgres://postgres:postgres@127.0.0.1:5432/chatsite_bench")
         redis_url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/15"
         reset_postgres(database_url)
-    app = App(workdir, gateway_url, 2 if args.redis else 1, database_url, redis_url)
-    try:
-        cookies, model = app.prepare(max(max(sizes), 500))
-        app.start()
-        machine = f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
-        setup = "2 Daphne processes, Redis + PostgreSQL" if args.redis else "1 Daphne process, SQLite + in-memory layer"
-        print(
-            f"chatsite relay benchmark: {setup}; {machine}; {args.rate:g} chunks/s per stream, {chunks} chunks each\n"
-        )
-        # Before any stream, while the process is small: memory per connected idle socket.
-        idle = asyncio.run(idle_sockets(app, cookies, 500))
-        print(
-            f"{'N':>5} | {'relay p50':>9} {'relay p99':>9} | {'bare p50':>8} {'bare p99':>8} | {'chunks/s':>8} | "
-            f"{'CPU/chunk relay':>15} {'bare':>6} {'ratio':>5} | {'RSS':>7}"
-        )
-        print("-" * 106)
-        wire = None
-        per_stream = None
-        for n in sizes:
-            relay = asyncio.run(relay_phase(app, cookies, model, n, chunks, args.rate))
-            bare = asyncio.run(bare_phase(gateway_url, n, chunks, args.rate))
-            relay_cpu = relay["cpu"] / max(relay["chunks"], 1) * 1e6
-            bare_cpu = bare["cpu"] / max(bare["chunks"], 1) * 1e6
-            print(
-                f"{n:>5} | {percentile(relay['latencies'], 0.5) * 1e3:>7.1f}ms {percentile(relay['latencies'], 0.99) * 1e3:>7.1f}ms | "
-                f"{percentile(bare['latencies'], 0.5) * 1e3:>6.1f}ms {percentile(bare['latencies'], 0.99) * 1e3:>6.1f}ms | "
-                f"{relay['chunks'] / relay['wall']:>8.0f} | {relay_cpu:>13.0f}µs {bare_cpu:>4.0f}µs {relay_cpu / bare_cpu:>5.2f} | "
-                f"{relay['rss_mid'] / 2**20:>5.0f}MB",
-                flush=True,
-            )
-            if n == 1:
-                wire = relay
-            if n == 500 or (per_stream is None and n == sizes[-1]):
-                per_stream = (n, (relay["rss_mid"] - relay["rss_before"]) / n)
-        print()
-        print(f"Resident memory per idle socket (500 open): {idle / 1024:.1f} KiB")
-        if per_stream:
-            print(f"Resident memory per active stream (at N={per_stream[0]}): {per_stream[1] / 1024:.1f} KiB")
-        if wire:
-            print(
-                f"Per answer ({chunks} chunks): {wire['frames']:.0f} WebSocket frames, {wire['bytes'] / 1024:.1f} KiB on the wire, "
-                f"final HTML {wire['final_html'] / 1024:.1f} KiB: wire/HTML = {wire['bytes'] / max(wire['final_html'], 1):.2f}"
-            )
-    finally:
-        app.stop()
+    machine = f"{os.cpu_count()} cores, {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    setup = "2 Daphne processes, Redis + PostgreSQL" if args.redis else "1 Daphne process, SQLite + in-memory layer"
+    print(f"chatsite relay benchmark: {setup}; {machine}; {args.rate:g} chunks/s per stream, {chunks} chunks each\n")
+    for render in args.render.split(","):
+        if args.redis:
+            reset_postgres(database_url)
+        (workdir / render).mkdir()
+        app = App(workdir / render, gateway_url, 2 if args.redis else 1, database_url, redis_url, render == "live")
+        try:
+            run_sizes(app, render, sizes, chunks, args.rate, gateway_url)
+        finally:
+            app.stop()
     queries = run_queries(gateway_url)
     print(f"Database queries per answer: {queries['500']} for 500 chunks, {queries['5000']} for 5,000 chunks")
     gateway.terminate()
