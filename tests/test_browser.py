@@ -44,7 +44,8 @@ def test_it_streams_thinking_and_answer_live_then_renders_them(page, app, module
     assert module_gateway.requests[-1].headers["x-api-key"] == "sk_live_0123456789abcdef"
 
     release.set()
-    expect(page.get_by_text("536 tokens · $0.0001554", exact=True)).to_be_visible()
+    expect(page.get_by_text("536 tokens · $0.000155", exact=True)).to_be_visible()  # for scanning
+    expect(main.locator("article .usage .money")).to_have_attribute("title", "$0.0001554")  # every digit
     expect(main.locator(".answer em")).to_have_text("begins")  # rendered markdown now
     expect(main).to_contain_text("The answer begins and ends.")
     expect(main.locator("summary", has_text=re.compile(r"Thinking · \d+\.\d s"))).to_be_visible()
@@ -56,7 +57,7 @@ def test_it_streams_thinking_and_answer_live_then_renders_them(page, app, module
     page.reload()
     expect(main).to_contain_text("Why is the sky blue?")
     expect(main).to_contain_text("The answer begins and ends.")
-    expect(page.get_by_text("536 tokens · $0.0001554", exact=True)).to_be_visible()
+    expect(page.get_by_text("536 tokens · $0.000155", exact=True)).to_be_visible()
     expect(page.get_by_label("Model")).to_have_value(
         page.get_by_label("Model").locator("option", has_text="Gemini 3 Pro (thinking)").get_attribute("value")
     )
@@ -202,7 +203,7 @@ def test_an_answer_too_large_for_one_socket_message_is_shown_whole(page, app, mo
     reconnects = []
     page.on("websocket", lambda socket: reconnects.append(socket.url))
 
-    expect(main.get_by_text("536 tokens · $0.0001554", exact=True)).to_be_visible()
+    expect(main.get_by_text("536 tokens · $0.000155", exact=True)).to_be_visible()
     expect(main.locator("article.assistant .answer")).to_contain_text("END-OF-DUMP")
     expect(main.locator("article.assistant .answer")).to_contain_text("Too long to format")
     expect(page.get_by_role("button", name="Regenerate")).to_be_visible()

@@ -87,7 +87,7 @@ def test_rename_search_export_and_delete(page, app, module_gateway):
     add_key(page, app, "Personal", "sk_live_0123456789abcdef")
     ask(page, "Why is the sky blue?")
     main = page.get_by_role("main")
-    expect(main.locator("article .usage")).to_have_text("536 tokens · $0.0001554")
+    expect(main.locator("article .usage")).to_have_text("536 tokens · $0.000155")
     url = page.url
 
     # Rename inline: the heading turns into a field, Enter saves, the sidebar follows.

@@ -154,7 +154,10 @@ async def test_it_updates_the_total_and_the_warning_after_each_answer(alice, db_
     await socket.disconnect()
     await no_generation_left()
     done = frames[-1]
-    assert '<p id="conversation-total" class="usage">Conversation total: 536 tokens · $0.0001554</p>' in done
+    assert (
+        '<p id="conversation-total" class="usage">Conversation total: 536 tokens · '
+        '<span class="money" title="$0.0001554">$0.000155</span></p>' in done
+    )
     assert (
         '<div id="budget-notice"><p class="warning" role="status">You have spent $0.0001554 of your $0.00019 '
         "monthly budget (81%)" in done

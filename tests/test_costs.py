@@ -38,7 +38,8 @@ def staff_client(client, staff):
 
 
 def total_cost(page: str) -> str:
-    return re.search(r'<dd id="total-cost">([^<]*)</dd>', page).group(1)
+    """The exact total, from the tooltip of the amount shown."""
+    return re.search(r'<dd id="total-cost"><span class="money" title="([^"]*)">[^<]*</span></dd>', page).group(1)
 
 
 def summary(page: str, name: str) -> str:
@@ -60,6 +61,7 @@ def test_it_sums_every_digit_on_the_dashboard_and_in_the_csv(staff_client, alice
 
     page = staff_client.get("/dashboard/costs/").content.decode()
     assert total_cost(page) == "$0.30115375"
+    assert '<dd id="total-cost"><span class="money" title="$0.30115375">$0.301</span></dd>' in page
     assert summary(page, "generations") == "10,004"
 
     rows = read_csv(staff_client.get("/dashboard/costs/ledger.csv"))
@@ -102,6 +104,50 @@ def test_it_shows_the_share_of_the_total(staff_client, alice, bob):
     assert "75.0%" in page and "25.0%" in page
     users = {r["user"]: r["share_percent"] for r in read_csv(staff_client.get("/dashboard/costs/users.csv"))}
     assert users == {"alice": "75", "bob": "25"}
+
+
+# --- amounts on pages ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "amount, shown",
+    [
+        ("0.000039012", "$0.0000390"),
+        ("0.0000158", "$0.0000158"),
+        ("0.0001554", "$0.000155"),
+        ("0.0001555", "$0.000156"),  # half up, as people round
+        ("0.30115375", "$0.301"),
+        ("0.5", "$0.500"),
+        ("0.0009996", "$0.00100"),  # rounding up to the next power of ten keeps three digits
+        ("0.9996", "$1.00"),
+        ("1.234", "$1.23"),
+        ("1234.565", "$1,234.57"),
+        ("1E-12", "$0.00000000000100"),  # never exponent form
+        ("0", "$0.00"),
+        ("-0.0000390", "-$0.0000390"),
+    ],
+)
+def test_amounts_show_three_significant_digits_below_a_dollar_and_cents_above(amount, shown):
+    from conversations.costs.money import format_money
+    from conversations.templatetags.chat import money
+
+    exact = format_money(Decimal(amount))
+    assert money(Decimal(amount)) == f'<span class="money" title="{exact}">{shown}</span>'
+    assert money(None) == "—"
+
+
+def test_pages_show_amounts_for_scanning_with_the_exact_amount_in_a_tooltip(staff_client, staff, alice):
+    chat = conversation(staff, "Mine")
+    log_cost(staff, "0.000039012", chat=chat)
+    page = staff_client.get("/dashboard/costs/").content.decode()
+    shown = '<span class="money" title="$0.000039012">$0.0000390</span>'
+    assert page.count(shown) == 4  # the total, the user and model tables, the top conversations
+    page = staff_client.get("/usage/").content.decode()
+    assert page.count(shown) == 6  # the total, by model and by conversation, this month and the last 90 days
+    page = staff_client.get(chat.get_absolute_url()).content.decode()
+    assert page.count(shown) == 2  # the answer and the conversation's total
+    (row,) = read_csv(staff_client.get("/dashboard/costs/ledger.csv"))
+    assert row["cost_total"] == "0.000039012"  # exports stay exact
 
 
 # --- who may see it ---------------------------------------------------------------------
@@ -414,8 +460,8 @@ def test_the_conversation_header_shows_its_total(client, alice, db_models):
     client.force_login(alice)
     page = client.get(chat.get_absolute_url()).content.decode()
     assert re.search(
-        r'<p id="conversation-total" class="usage">Conversation total: 538 tokens · \$0.0001555 '
-        r"\(and 1 answer with no cost reported\)</p>",
+        r'<p id="conversation-total" class="usage">Conversation total: 538 tokens · '
+        r'<span class="money" title="\$0.0001555">\$0.000156</span> \(and 1 answer with no cost reported\)</p>',
         page,
     )
     page = client.get("/").content.decode()

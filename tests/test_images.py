@@ -4,9 +4,9 @@ checked by their bytes and stored as files served to their owner only."""
 from __future__ import annotations
 
 import base64
-import re
 import json
 import logging
+import re
 import socket
 from decimal import Decimal
 
@@ -109,7 +109,7 @@ async def test_an_image_answer_is_stored_shown_and_billed(alice, db_models, gate
 
     log = await db(lambda: CostLog.objects.get())
     assert (log.cost_input, log.cost_total, log.total_tokens) == (Decimal("9E-7"), Decimal("0.0003879"), 1302)
-    assert "1302 tokens · $0.0003879" in frames[-1]
+    assert '1302 tokens · <span class="money" title="$0.0003879">$0.000388</span>' in frames[-1]
 
     # Served to alice, with the type the bytes have; a 404 for bob; login for visitors.
     response, body = await fetch(alice, f"/attachments/{attachment.pk}/")

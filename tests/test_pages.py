@@ -114,7 +114,7 @@ def test_it_shows_a_stored_conversation(client, alice, db_models):
     assert f'ws-connect="/ws/chat/{conversation.pk}/"' in page
     assert "<strong>Bold</strong> answer" in page
     assert "Thinking · 2.5 s" in page and "Hmm, bold." in page
-    assert "8 tokens · $0.0000158" in page
+    assert '8 tokens · <span class="money" title="$0.0000158">$0.0000158</span>' in page
     # The picker keeps the conversation's model.
     assert f'<option value="{db_models["thinker"].pk}" selected>' in page
 
@@ -169,7 +169,7 @@ def test_it_shows_an_answer_too_long_to_format_as_plain_text(client, alice, db_m
     page = client.get(f"/c/{conversation.pk}/").content.decode()
     assert page.count("Too long to format") == 2 and "<table" not in page
     assert "| &lt;cell 0&gt; | &lt;cell 1&gt; |" in page and "<cell 0>" not in page
-    assert "8 tokens · $0.0000158" in page  # the rest of the answer as ever
+    assert '8 tokens · <span class="money" title="$0.0000158">$0.0000158</span>' in page  # the rest of the answer as ever
 
 
 # --- caching -------------------------------------------------------------------------------

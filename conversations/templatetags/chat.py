@@ -1,11 +1,13 @@
 from __future__ import annotations
 
 import re
+from decimal import ROUND_HALF_UP, Decimal
 from typing import cast
 
 from django import template
 from django.template.base import NodeList, Parser, TextNode, Token
-from django.utils.safestring import mark_safe
+from django.utils.html import format_html
+from django.utils.safestring import SafeString, mark_safe
 
 from conversations.costs.money import format_money
 from conversations.rendering import render_markdown
@@ -15,9 +17,36 @@ register = template.Library()
 _LINE_BREAK = re.compile(r"\n\s*")
 
 
+def short_money(amount: Decimal) -> str:
+    """An amount to scan, never in exponent form: below $1 three significant digits
+    (`$0.0000390`, `$0.301`), from $1 cents with thousands separators (`$1,234.57`)."""
+    sign = "-" if amount < 0 else ""
+    amount = abs(amount)
+    if amount == 0:
+        return "$0.00"
+    if amount < 1:
+        rounded = _significant(amount, amount.adjusted())
+        if rounded.adjusted() > amount.adjusted():  # 0.0009996 became 0.001000: three digits again
+            rounded = _significant(rounded, rounded.adjusted())
+        if rounded < 1:
+            return f"{sign}${rounded:f}"
+    return f"{sign}${amount.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,f}"
+
+
+def _significant(amount: Decimal, exponent: int) -> Decimal:
+    return amount.quantize(Decimal(1).scaleb(exponent - 2), rounding=ROUND_HALF_UP)
+
+
 @register.filter
-def money(amount):
-    return format_money(amount)
+def money(amount: Decimal | None) -> str:
+    """An amount as pages show it: short, with the exact amount (every digit the gateway
+    reported) in a tooltip. Exports write the exact amount."""
+    if amount is None or amount == "":
+        return "—"
+    amount = Decimal(amount)
+    return cast(
+        SafeString, format_html('<span class="money" title="{}">{}</span>', format_money(amount), short_money(amount))
+    )
 
 
 @register.filter
