@@ -40,6 +40,7 @@ def test_formatted_pieces_append_closed_blocks_and_replace_the_open_one():
     assert "raw" not in html  # the formatted form stands for the text
 
 
+@pytest.mark.django_db  # the answer shows its model's label, from the catalogue
 def test_every_target_of_a_delta_is_on_the_page_of_a_streaming_answer():
     answer = Message(pk=42, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, model_name="m")
     page = render_to_string("conversations/chat.html#message", {"m": answer})

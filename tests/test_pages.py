@@ -6,6 +6,8 @@ from decimal import Decimal
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import include, path
 
 from conversations.models import Conversation, CostLog, Message
@@ -169,7 +171,8 @@ def test_it_shows_an_answer_too_long_to_format_as_plain_text(client, alice, db_m
     page = client.get(f"/c/{conversation.pk}/").content.decode()
     assert page.count("Too long to format") == 2 and "<table" not in page
     assert "| &lt;cell 0&gt; | &lt;cell 1&gt; |" in page and "<cell 0>" not in page
-    assert '8 tokens · <span class="money" title="$0.0000158">$0.0000158</span>' in page  # the rest of the answer as ever
+    # The rest of the answer as ever.
+    assert '8 tokens · <span class="money" title="$0.0000158">$0.0000158</span>' in page
 
 
 # --- caching -------------------------------------------------------------------------------
@@ -245,3 +248,51 @@ def test_a_server_error_is_styled_with_a_way_back(client, alice, settings):
     page = response.content.decode()
     _styled_with_a_way_back(page, "Something went wrong")
     assert "a bug" not in page and "RuntimeError" not in page
+
+
+# --- model names -------------------------------------------------------------------------
+
+
+def _answer_by(conversation, service_name, model_name, content="An answer"):
+    conversation.messages.create(role="user", content="A question")
+    return conversation.messages.create(
+        role="assistant", content=content, status="complete", service_name=service_name, model_name=model_name
+    )
+
+
+def test_an_answer_shows_its_models_label_with_the_id_in_a_tooltip(client, alice, db_models):
+    conversation = Conversation.objects.create(user=alice, title="Models")
+    _answer_by(conversation, "google-gemini", "gemini-3-pro-thinking-preview")
+    _answer_by(conversation, "openai", "gpt-4o-mini")  # no longer in the catalogue: its id
+    client.force_login(alice)
+    page = client.get(conversation.get_absolute_url()).content.decode()
+    assert '<div class="meta" title="google-gemini/gemini-3-pro-thinking-preview">Gemini 3 Pro (thinking)</div>' in page
+    assert '<div class="meta" title="openai/gpt-4o-mini">gpt-4o-mini</div>' in page
+
+
+def test_the_labels_cost_one_query_however_many_answers(client, alice, db_models):
+    conversation = Conversation.objects.create(user=alice, title="Models")
+    _answer_by(conversation, "google-gemini", "gemini-2.0-flash")
+    client.force_login(alice)
+    client.get(conversation.get_absolute_url())  # first use creates the site settings row
+    with CaptureQueriesContext(connection) as one:
+        client.get(conversation.get_absolute_url())
+    for model in ("gemini-3-pro-thinking-preview", "gemini-2.5-flash-image", "gemini-2.0-flash") * 3:
+        _answer_by(conversation, "google-gemini", model)
+    with CaptureQueriesContext(connection) as many:
+        page = client.get(conversation.get_absolute_url()).content.decode()
+    assert page.count('<div class="meta" title="google-gemini/') == 10
+    assert len(many) == len(one), [q["sql"] for q in many]
+    assert sum("conversations_gatewaymodel" in q["sql"] for q in many) == 2  # the picker's and the labels
+
+
+def test_the_socket_shows_the_label_too(alice, db_models):
+    from conversations.relay import fragments
+
+    conversation = Conversation.objects.create(user=alice, title="Models")
+    answer = _answer_by(conversation, "google-gemini", "gemini-3-pro-thinking-preview")
+    assert "Gemini 3 Pro (thinking)</div>" in fragments.done_for(answer.pk)
+    # A new answer is drawn from its model's id alone (its service is not at hand there).
+    question = conversation.messages.create(role="user", content="Again")
+    turn = fragments.turn_for(question.pk, answer.pk + 100, "gemini-3-pro-thinking-preview")
+    assert '<div class="meta" title="gemini-3-pro-thinking-preview">Gemini 3 Pro (thinking)</div>' in turn

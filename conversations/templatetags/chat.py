@@ -7,9 +7,10 @@ from typing import cast
 from django import template
 from django.template.base import NodeList, Parser, TextNode, Token
 from django.utils.html import format_html
-from django.utils.safestring import SafeString, mark_safe
+from django.utils.safestring import mark_safe
 
 from conversations.costs.money import format_money
+from conversations.models import GatewayModel
 from conversations.rendering import render_markdown
 
 register = template.Library()
@@ -44,9 +45,34 @@ def money(amount: Decimal | None) -> str:
     if amount is None or amount == "":
         return "—"
     amount = Decimal(amount)
-    return cast(
-        SafeString, format_html('<span class="money" title="{}">{}</span>', format_money(amount), short_money(amount))
-    )
+    return format_html('<span class="money" title="{}">{}</span>', format_money(amount), short_money(amount))
+
+
+@register.simple_tag(takes_context=True)
+def model_label(context: template.Context, message) -> str:
+    """The catalogue's label of the model that wrote `message` (the picker's name for
+    it), or its id if the model has left the catalogue.
+
+    The labels are read once per render, not once per answer: each partial renders in a
+    render context of its own, so they are kept on the render as a whole. An answer
+    drawn as it starts (relay/fragments.py) has no service name: its model id alone
+    finds the label, when one service has that model.
+    """
+    labels = getattr(context.render_context, "model_labels", None)
+    if labels is None:
+        labels = {}
+        for service_name, model_name, label in GatewayModel.objects.values_list("service_name", "model_name", "label"):
+            labels[(service_name, model_name)] = label
+            labels[model_name] = None if model_name in labels else label  # None: several services have it
+        context.render_context.model_labels = labels  # type: ignore[attr-defined]
+    key = (message.service_name, message.model_name) if message.service_name else message.model_name
+    return labels.get(key) or message.model_name
+
+
+@register.filter
+def model_id(message) -> str:
+    """`service/model`, as the gateway knows the model (the label's tooltip)."""
+    return f"{message.service_name}/{message.model_name}" if message.service_name else message.model_name
 
 
 @register.filter
