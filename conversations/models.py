@@ -7,6 +7,8 @@ from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.urls import reverse
 from django.utils import timezone
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
 from conversations.costs.money import MoneyField
 from conversations.gateway import ErrorKind
@@ -42,6 +44,55 @@ class GatewayModel(models.Model):
         return cls.objects.filter(enabled=True)
 
 
+# A title needs the first line only: a long pasted message is not parsed whole for it.
+TITLE_SOURCE_CHARS = 2000
+# Raw HTML off: a `<b>` typed in a question is text, and stays in its title.
+_title_markdown = MarkdownIt("commonmark", {"html": False}).enable("strikethrough")
+
+
+def _first_line_read(text: str) -> str:
+    """The first line of text as markdown shows it: a paragraph's, a heading's, a list
+    item's or a quote's first line, or a code block's; "" if there is none."""
+    for token in _title_markdown.parse(text):
+        if token.type == "inline":
+            line = _inline_text(token.children or [])
+        elif token.type in ("fence", "code_block"):
+            line = next((line for line in token.content.splitlines() if line.strip()), "")
+        else:
+            continue
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _inline_text(tokens: list[Token]) -> str:
+    """The text of inline tokens up to the first line break: emphasis marks dropped, code
+    spans and link texts kept, an image as its alt text.
+
+    Marks inside a word stay: markdown reads `2*3*4` as 2, an emphasised 3, and 4, but a
+    question means the product.
+    """
+    parts: list[str] = []
+    kept: list[bool] = []  # for each emphasis open, whether its marks stay
+    for token in tokens:
+        if token.type in ("softbreak", "hardbreak"):
+            break
+        if token.type in ("text", "code_inline"):
+            parts.append(token.content)
+        elif token.type == "image":
+            parts.append(_inline_text(token.children or []))
+        elif token.type in _EMPHASIS_OPEN:
+            kept.append(bool(parts) and parts[-1][-1:].isalnum())
+            parts.append(token.markup if kept[-1] else "")
+        elif token.type in _EMPHASIS_CLOSE:
+            parts.append(token.markup if kept and kept.pop() else "")
+    return "".join(parts)
+
+
+_EMPHASIS_OPEN = {"em_open", "strong_open", "s_open"}
+_EMPHASIS_CLOSE = {"em_close", "strong_close", "s_close"}
+
+
 class Conversation(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, models.CASCADE, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
@@ -74,7 +125,10 @@ class Conversation(models.Model):
 
     @staticmethod
     def title_from(text: str) -> str:
-        first_line = text.strip().splitlines()[0].strip()
+        """A new conversation's title: its first message's first line as it reads, without
+        its markdown (heading, list and quote markers, emphasis, code spans, links), cut
+        at 60 characters. Text that is nothing but syntax stays as written."""
+        first_line = _first_line_read(text[:TITLE_SOURCE_CHARS]) or text.strip().splitlines()[0].strip()
         return first_line if len(first_line) <= 60 else first_line[:59].rstrip() + "…"
 
     # --- the tree of messages and the versions shown ---------------------------------

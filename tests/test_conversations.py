@@ -442,3 +442,33 @@ def test_search_uses_an_index_for_message_text(alice):
             assert "message_content_trgm" in plan, plan
     assert "needle" in query
     assert [m.content for m in search._matching_messages(alice, "NEEDLE")] == ["needle in a haystack"]
+
+
+# --- titles --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, title",
+    [
+        ("Why is the sky blue?", "Why is the sky blue?"),
+        ("## A **bold** _idea_", "A bold idea"),
+        ("# Title #", "Title"),
+        ("- a list item with `code`", "a list item with code"),
+        ("1. First step", "First step"),
+        ("> quoted [a link](https://example.com) and ~~struck~~", "quoted a link and struck"),
+        ("* [x] done\n* [ ] todo", "[x] done"),
+        ("![a picture](https://example.com/x.png) here", "a picture here"),
+        ("Use snake_case_names and 2*3*4", "Use snake_case_names and 2*3*4"),  # within words: no emphasis
+        ("a**b**c and x~~y~~z", "a**b**c and x~~y~~z"),
+        ("`a*b*c` stays as code", "a*b*c stays as code"),
+        ("An escaped \\*star\\*", "An escaped *star*"),
+        ("\n\n```python\nprint(1)\n```\nExplain", "print(1)"),
+        ("---\nAfter a rule", "After a rule"),
+        ("First line\nsecond line", "First line"),
+        ("Tom &amp; Jerry <b>", "Tom & Jerry <b>"),
+        ("**" + ("word " * 20).strip() + "**", ("word " * 12).rstrip() + "…"),
+        ("```", "```"),  # nothing but syntax: kept as written
+    ],
+)
+def test_a_title_from_the_first_message_drops_its_markdown(text, title):
+    assert Conversation.title_from(text) == title
