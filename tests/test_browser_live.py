@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+from pathlib import Path
 
 from tests.browser import add_key, sign_up
 from tests.fakegateway import Reply, Wait, chunk, final, sse
@@ -16,6 +18,9 @@ FORMATTED = [
     "```python\nprint('hi')\n```\n\n",
     "And the last words",
 ]
+
+# CHATSITE_SCREENSHOTS=docs writes the README's mid-stream and finished screenshots.
+SHOTS = os.environ.get("CHATSITE_SCREENSHOTS")
 
 # The streamed answer's formatted HTML, without the wrappers that add no box.
 LIVE_HTML = """el => [...el.querySelectorAll('.live-done, .live-open')]
@@ -41,6 +46,8 @@ def test_an_answer_is_formatted_before_its_final_chunk_and_does_not_jump_at_the_
     expect(answer).to_contain_text("And the last words")
     page.wait_for_timeout(400)  # the open block's last render (LIVE_RENDER_INTERVAL)
     assert not release.is_set()
+    if SHOTS:
+        page.screenshot(path=Path(__file__).resolve().parent.parent / SHOTS / "streaming.png")
     streaming_html = answer.evaluate(LIVE_HTML)
     streaming_height = answer.bounding_box()["height"]
 
@@ -57,6 +64,9 @@ def test_an_answer_is_formatted_before_its_final_chunk_and_does_not_jump_at_the_
     )
     assert final_html.strip() == streaming_html.strip()
     assert abs(final_answer.bounding_box()["height"] - streaming_height) < 1
+    if SHOTS:
+        expect(page.locator("article.status-complete .usage")).to_be_visible()
+        page.screenshot(path=Path(__file__).resolve().parent.parent / SHOTS / "answer.png")
 
 
 def test_an_xss_corpus_stays_inert_while_it_streams(page, app, module_gateway):
