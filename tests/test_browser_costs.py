@@ -39,7 +39,8 @@ def test_staff_see_the_chart_sort_the_tables_and_download_the_csv(page, demo_app
     )
     total = money(page.locator("#total-cost .money").get_attribute("title"))  # the exact amount
     generations = int(page.locator("#generations").inner_text().replace(",", ""))
-    assert total > 0 and generations > 100
+    no_cost = int(page.locator("#no-cost").inner_text().replace(",", ""))
+    assert total > 0 and generations > 100 and no_cost > 0
 
     # Sorting by name swaps in the tables (htmx) and keeps the sort in the address bar.
     by_user.get_by_role("link", name="User", exact=True).click()
@@ -55,8 +56,11 @@ def test_staff_see_the_chart_sort_the_tables_and_download_the_csv(page, demo_app
     assert re.fullmatch(r"costs-\d{4}-\d\d-\d\d-to-\d{4}-\d\d-\d\d-ledger\.csv", download.suggested_filename)
     with open(download.path(), newline="") as file:
         rows = list(csv.DictReader(file))
-    assert len(rows) == generations
-    assert sum(Decimal(r["cost_total"]) for r in rows) == total  # exact, to the last digit
+    assert len(rows) == generations + no_cost  # the file has what the page counts
+    priced = [r for r in rows if r["cost_total"]]
+    assert len(priced) == generations
+    assert {r["status"] for r in rows if not r["cost_total"]} <= {"stopped", "interrupted", "failed"}
+    assert sum(Decimal(r["cost_total"]) for r in priced) == total  # exact, to the last digit
     assert {r["user"] for r in rows} <= {f"seed-user-{i:03}" for i in range(1, 101)}
     assert not any("E" in r["cost_total"] for r in rows)
 

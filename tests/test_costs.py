@@ -338,6 +338,45 @@ def test_it_counts_answers_with_no_cost_reported_and_with_warnings(staff_client,
     assert summary(page, "no-cost") == "1"
 
 
+def test_the_ledger_csv_lists_the_answers_with_no_cost_reported_that_the_page_counts(staff_client, alice, bob):
+    chat = conversation(alice, "Costly")
+    priced = log_cost(alice, "0.01", chat=chat)
+    stopped = ended_without_cost(chat, "stopped")
+    stopped.warnings = ["Rate limit: 1 left"]
+    stopped.save()
+    ended_without_cost(chat, "failed", when=timezone.now() - timedelta(days=45))  # another period
+    log_cost(bob, "0.02")  # its conversation deleted: no answer left to say how it ended
+    cut = ended_without_cost(conversation(bob, "Bob's"), "interrupted", model="gemini-3-pro-thinking-preview")
+
+    page = staff_client.get("/dashboard/costs/").content.decode()
+    rows = read_csv(staff_client.get("/dashboard/costs/ledger.csv"))
+    assert len(rows) == int(summary(page, "generations")) + int(summary(page, "no-cost")) == 4
+    assert [r["status"] for r in rows] == ["complete", "stopped", "", "interrupted"]  # in time order
+    assert rows[0]["message"] == str(priced.message_id) and rows[0]["cost_total"] == "0.01"
+    row = rows[1]
+    assert (row["time"], row["user"], row["conversation"], row["conversation_title"], row["message"]) == (
+        stopped.created_at.isoformat(),
+        "alice",
+        str(chat.pk),
+        "Costly",
+        str(stopped.pk),
+    )
+    assert (row["service"], row["model"], row["warnings"]) == (
+        "google-gemini",
+        "gemini-2.0-flash",
+        "Rate limit: 1 left",
+    )
+    assert {row[name] for name in ("input_tokens", "output_tokens", "total_tokens", "cost_total", "cost_input")} == {""}
+    assert rows[3]["message"] == str(cut.pk)
+
+    # The filters apply to them as to the page's count.
+    for query in ("user=alice", "model=google-gemini/gemini-3-pro-thinking-preview"):
+        page = staff_client.get(f"/dashboard/costs/?{query}").content.decode()
+        rows = read_csv(staff_client.get(f"/dashboard/costs/ledger.csv?{query}"))
+        assert len(rows) == int(summary(page, "generations")) + int(summary(page, "no-cost")), query
+    assert [r["status"] for r in rows] == ["interrupted"]
+
+
 def _row_order(page: str, table: str) -> list[str]:
     body = page.split(f'id="{table}"', 1)[1].split("</table>", 1)[0]
     return re.findall(r'<th scope="row">(?:<a [^>]*>)?([^<]+)', body)

@@ -4,6 +4,7 @@ user's own usage. The numbers come from ledger.py (database aggregation only).""
 from __future__ import annotations
 
 import csv
+import heapq
 import logging
 from collections.abc import Iterable, Iterator
 from datetime import date, timedelta
@@ -221,6 +222,7 @@ LEDGER_HEADER = [
     "cost_output",
     "cost_total",
     "warnings",
+    "status",
 ]
 GROUP_HEADER = [
     "generations",
@@ -272,9 +274,12 @@ def _csv_lines(header: list[str], rows: Iterable[list]) -> Iterator[str]:
 
 
 def _ledger_rows(scope: ledger.Scope) -> Iterator[list]:
-    """One row per generation, streamed from the database in chunks (never all in memory).
-    The query is built now, before the response starts; the stream only reads it."""
-    rows = (
+    """One row per generation with a cost, and one per answer that ended with no cost
+    reported (its tokens and cost empty, its status saying how it ended), so the file
+    has what the dashboard counts; in time order, streamed from the database in chunks
+    (never all in memory). The queries are built now, before the response starts; the
+    stream only reads them."""
+    logs = (
         scope.cost_logs()
         .order_by("created_at", "pk")
         .values_list(
@@ -292,19 +297,55 @@ def _ledger_rows(scope: ledger.Scope) -> Iterator[list]:
             "cost_output",
             "cost_total",
             "warnings",
+            "message__status",
         )
         .iterator(chunk_size=2000)
     )
-    return (_ledger_row(*values) for values in rows)
+    no_cost = (
+        scope.no_cost_messages()
+        .order_by("created_at", "pk")
+        .values_list(
+            "created_at",
+            "conversation__user__username",
+            "conversation_id",
+            "conversation__title",
+            "pk",
+            "service_name",
+            "model_name",
+            "warnings",
+            "status",
+        )
+        .iterator(chunk_size=2000)
+    )
+    rows = heapq.merge(
+        ((values[0], _ledger_row(*values)) for values in logs),
+        ((values[0], _no_cost_row(*values)) for values in no_cost),
+        key=lambda timed: timed[0],
+    )
+    return (row for _, row in rows)
 
 
 def _ledger_row(created_at, username, conversation, title, message, service, model, tokens_in, tokens_out, tokens,
-                cost_in, cost_out, cost, warnings) -> list:  # fmt: skip
+                cost_in, cost_out, cost, warnings, status) -> list:  # fmt: skip
+    # No status: the answer went with its conversation (the ledger row stays).
     return [
         created_at.isoformat(), _text(username), conversation or "", _text(title), message or "",
         _text(service), _text(model), _number(tokens_in), _number(tokens_out), _number(tokens),
-        plain(cost_in), plain(cost_out), plain(cost), _text(" | ".join(str(w) for w in warnings or [])),
+        plain(cost_in), plain(cost_out), plain(cost), _warnings(warnings), status or "",
     ]  # fmt: skip
+
+
+def _no_cost_row(created_at, username, conversation, title, message, service, model, warnings, status) -> list:
+    """An answer stopped, cut or failed before the gateway's final chunk: its cost is
+    unknown (empty), never 0."""
+    return [
+        created_at.isoformat(), _text(username), conversation, _text(title), message,
+        _text(service), _text(model), "", "", "", "", "", "", _warnings(warnings), status,
+    ]  # fmt: skip
+
+
+def _warnings(warnings) -> str:
+    return _text(" | ".join(str(w) for w in warnings or []))
 
 
 def _group_rows(groups: list[ledger.Group], key_columns) -> Iterator[list]:
