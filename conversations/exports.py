@@ -1,6 +1,7 @@
 """A conversation as a file: Markdown to read, JSON with everything stored.
 
-Markdown follows the versions shown, like the page: each turn, then under each answer a
+Markdown follows the versions shown, like the page (a question or answer with other
+versions says which it is, "version 2 of 3"): each turn, then under each answer a
 footer with its tokens and cost as the gateway's own stream-to-file example writes it
 (`---`, `Tokens: N`, `Cost: $X`, but with every digit), and the conversation's total.
 JSON holds every message of every version (parent, selected), thinking, statuses,
@@ -44,10 +45,11 @@ def markdown(conversation: Conversation, base_url: str) -> str:
         lines += ["", "System prompt:", "", *[f"> {line}" for line in conversation.system_prompt.splitlines()]]
     for m in conversation.thread():
         lines.append("")
-        if m.role == Message.Role.USER:
-            lines += ["## You", "", m.content]
-            continue
+        # A message with other versions says which one this is (the JSON export has them all).
         version = f" (version {m.version_index} of {m.version_count})" if m.version_count > 1 else ""
+        if m.role == Message.Role.USER:
+            lines += [f"## You{version}", "", m.content]
+            continue
         lines += [f"## {m.model_name or 'Assistant'}{version}", ""]
         if m.thinking:
             seconds = f" for {m.thinking_seconds} s" if m.thinking_seconds is not None else ""

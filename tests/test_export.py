@@ -105,6 +105,20 @@ def test_the_markdown_export_follows_the_versions_shown_with_footers_and_a_total
     assert SECRET not in text and "sk_" not in text
 
 
+def test_the_markdown_export_marks_the_version_of_a_question_it_shows(client, alice):
+    conversation = Conversation.objects.create(user=alice, title="Edited")
+    conversation.messages.create(role="user", content="First try")
+    conversation.messages.create(role="assistant", content="Answer one", model_name="gemini-2.0-flash")
+    edited = Message(conversation=conversation, role="user", content="Second try")
+    edited.save(append=False)  # a new version of the first question, shown
+    conversation.messages.create(role="assistant", content="Answer two", model_name="gemini-2.0-flash")
+    client.force_login(alice)
+    text = client.get(f"/c/{conversation.pk}/export.md").content.decode()
+    assert "## You (version 2 of 2)\n\nSecond try\n" in text
+    assert "## gemini-2.0-flash\n\nAnswer two\n" in text  # the only answer to that version
+    assert "First try" not in text and "Answer one" not in text
+
+
 def test_the_json_export_holds_everything_stored_and_no_key(client, alice, chat):
     conversation, q1, first, a1, q2, a2, image = chat
     client.force_login(alice)
