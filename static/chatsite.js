@@ -56,6 +56,7 @@
   let refocus = null;
   document.addEventListener("htmx:wsConfigSend", function (event) {
     if (event.target.id === "composer") sentText = event.detail.parameters.message;
+    if (ASKING.includes(event.detail.parameters.action)) following = true;
     const versions = event.target.closest && event.target.closest(".versions");
     if (versions) {
       refocus = { group: versions.dataset.group, next: event.target.classList.contains("version-next") };
@@ -87,14 +88,24 @@
     }
   });
 
-  // Follow a streaming answer, unless the reader has scrolled up to read.
+  // Follow the conversation as it grows (a question, a streaming answer), unless the
+  // reader has scrolled up to read: then "Jump to latest" (chat.html) offers the way
+  // back. Asking anything (these actions) goes back to the bottom, as in every chat.
+  const ASKING = ["send", "edit", "regenerate", "retry"];
   function atBottom() {
-    return window.innerHeight + window.scrollY >= document.body.scrollHeight - 80;
+    return window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 80;
+  }
+  function toBottom() {
+    window.scrollTo(0, document.documentElement.scrollHeight);
+  }
+  function offerJump() {
+    document.getElementById("jump-to-latest")?.toggleAttribute("hidden", following || atBottom());
   }
   let following = true;
-  window.addEventListener("scroll", function () { following = atBottom(); }, { passive: true });
+  window.addEventListener("scroll", function () { following = atBottom(); offerJump(); }, { passive: true });
   document.addEventListener("htmx:wsAfterMessage", function () {
-    if (following) window.scrollTo(0, document.body.scrollHeight);
+    if (following) toBottom();
+    offerJump();
   });
 
   // The messages were redrawn (stream.html#thread): after a version switch, the focus
@@ -217,6 +228,11 @@
     } else if (button.classList.contains("copy-code")) {
       const code = button.parentElement.querySelector("pre");
       if (code) copy(button, code.innerText.replace(/\n$/, ""));
+    } else if (button.id === "jump-to-latest") {
+      following = true;
+      toBottom();
+      offerJump();
+      document.getElementById("message-input")?.focus({ preventScroll: true });
     } else if (button.id === "reload-page") {
       location.reload();
     } else if (button.id === "sidebar-toggle") {

@@ -345,3 +345,62 @@ def test_the_sidebar_loads_more_as_it_scrolls(page, app):
         page.locator(".load-more").scroll_into_view_if_needed()
         expect(items).to_have_count(expected)
     expect(page.locator(".load-more")).to_have_count(0)
+
+
+# --- the page's rough edges --------------------------------------------------------------
+
+
+def _at_bottom(page) -> bool:
+    return page.evaluate("window.innerHeight + window.scrollY >= document.documentElement.scrollHeight - 2")
+
+
+def test_send_goes_to_the_question_and_follows_the_answer_unless_scrolled_up(page, app, module_gateway):
+    from playwright.sync_api import expect
+
+    first, second = threading.Event(), threading.Event()
+    lines = "".join(f"Line {i} of a long answer.\n\n" for i in range(60))
+    module_gateway.queue(
+        stream_reply([lines]),
+        Reply(
+            parts=[
+                sse(chunk("Start.\n\n")),
+                Wait(first),
+                sse(chunk(lines.replace("Line", "More"))),
+                Wait(second),
+                sse(chunk(lines.replace("Line", "Last"))),
+                final(),
+            ]
+        ),
+    )
+    sign_up(page, app)
+    add_key(page, app, "Personal", "sk_live_0123456789abcdef")
+    ask(page, "A long one, please")
+    main = page.get_by_role("main")
+
+    # Scrolled up to read, then Send: the view goes down to the question.
+    page.evaluate("window.scrollTo(0, 0)")
+    page.get_by_label("Message").fill("And another")
+    page.get_by_label("Message").press("Enter")
+    expect(main.locator("article.user").last).to_contain_text("And another")
+    expect(main.locator("article.assistant").last).to_contain_text("Start.")
+    expect(main.locator("article.user").last).to_be_in_viewport()
+    jump = page.get_by_role("button", name="Jump to latest")
+    expect(jump).to_be_hidden()
+
+    # Scrolled up while it streams: the view stays, and a button offers the way back.
+    page.mouse.move(600, 300)
+    page.mouse.wheel(0, -2000)
+    expect(jump).to_be_visible()
+    scrolled = page.evaluate("window.scrollY")
+    first.set()
+    expect(main.locator("article.assistant").last).to_contain_text("More 59 of a long answer.")
+    assert page.evaluate("window.scrollY") == scrolled
+
+    # Back to the bottom: it follows again, to the end.
+    jump.click()
+    expect(jump).to_be_hidden()
+    assert _at_bottom(page)
+    second.set()
+    expect(main.locator("article.status-streaming")).to_have_count(0)
+    expect(main.locator("article.assistant").last).to_contain_text("Last 59 of a long answer.")
+    assert _at_bottom(page)
