@@ -38,6 +38,7 @@ urlpatterns = [
     path("c/<id:conversation_id>/thread/", views.thread, name="thread"),
     path("c/<id:conversation_id>/m/<id:message_id>/", views.message, name="message"),
     path("c/<id:conversation_id>/m/<id:message_id>/edit/", views.edit_message, name="edit-message"),
+    path("c/<id:conversation_id>/m/<id:message_id>/source/", views.message_source, name="message-source"),
     path("conversations/", views.conversation_page, name="conversation-page"),
     path("search/", views.search, name="search"),
     path("attachments/<id:attachment_id>/", views.attachment, name="attachment"),

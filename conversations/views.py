@@ -226,6 +226,16 @@ def message(request, conversation_id: int, message_id: int):
 
 
 @login_required
+def message_source(request, conversation_id: int, message_id: int):
+    """A message as written (an answer's markdown), for its Copy button: fetched on the
+    click, so the page does not carry every answer twice."""
+    m = _get_message(request, conversation_id, message_id)
+    response = HttpResponse(m.content, content_type="text/plain; charset=utf-8")
+    response["Content-Security-Policy"] = "default-src 'none'; sandbox"
+    return response
+
+
+@login_required
 def thread(request, conversation_id: int):
     """The messages shown, those before `?before=<id>` if given: for a page whose socket
     could not carry them in one message (fragments.thread_for)."""

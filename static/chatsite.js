@@ -186,22 +186,41 @@
   if (window.htmx) htmx.onLoad(addCodeButtons);
   document.addEventListener("DOMContentLoaded", function () { addCodeButtons(document.body); });
 
-  // Says "Copied" to screen readers (a live region, made on the first copy).
-  let announcer = null;
+  // Says "Copied" to screen readers (chat.html's live region, which takes no room: one
+  // appended to <body> made the page 17 px taller and moved the sidebar).
   function announce(text) {
-    if (!announcer) {
-      announcer = document.createElement("p");
-      announcer.className = "visually-hidden";
-      announcer.setAttribute("aria-live", "polite");
-      document.body.appendChild(announcer);
+    const status = document.getElementById("copy-status");
+    if (status) status.textContent = text;
+  }
+
+  // An answer's markdown, fetched when its Copy is clicked (views.message_source), so
+  // pages do not carry every answer twice.
+  function markdownOf(url) {
+    return fetch(url, { credentials: "same-origin" }).then(function (response) {
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      return response.text();
+    });
+  }
+
+  // Text, or text still coming (a Promise). Safari lets a click write the clipboard only
+  // if the write starts in the click: a ClipboardItem can wait for its text.
+  async function write(text) {
+    if (typeof text === "string") return navigator.clipboard.writeText(text);
+    if (window.ClipboardItem) {
+      const blob = text.then(function (t) { return new Blob([t], { type: "text/plain" }); });
+      try {
+        return await navigator.clipboard.write([new ClipboardItem({ "text/plain": blob })]);
+      } catch (error) {
+        await text; // the fetch failed: so does the copy
+      }
     }
-    announcer.textContent = text;
+    return navigator.clipboard.writeText(await text);
   }
 
   async function copy(button, text) {
     const label = button.textContent;
     try {
-      await navigator.clipboard.writeText(text);
+      await write(text);
       button.textContent = "Copied";
       announce("Copied to the clipboard.");
     } catch (error) {
@@ -221,6 +240,10 @@
     if (button.dataset.copy) {
       const source = document.querySelector(button.dataset.copy);
       if (!source) return;
+      if (source.dataset.source) {
+        copy(button, markdownOf(source.dataset.source));
+        return;
+      }
       const clone = source.cloneNode(true);
       // Not the buttons, nor a note about the text ("Too long to format…").
       clone.querySelectorAll("button, .status-note").forEach(function (b) { b.remove(); });

@@ -179,7 +179,7 @@ def test_regenerate_edit_and_switch_versions_with_the_keyboard(page, app, module
     expect(main.get_by_role("button", name="Copied")).to_be_visible()
     assert page.evaluate("navigator.clipboard.readText()") == "print('hi')"
     main.get_by_role("button", name="Copy", exact=True).click()
-    assert page.evaluate("navigator.clipboard.readText()").startswith("Second version, with code:")
+    assert page.evaluate("navigator.clipboard.readText()").startswith("Second version, with `code`:")  # its markdown
 
     # Back to version 1, by keyboard: the focus stays on the switcher.
     versions.get_by_role("button", name="Previous version").focus()
@@ -404,3 +404,34 @@ def test_send_goes_to_the_question_and_follows_the_answer_unless_scrolled_up(pag
     expect(main.locator("article.status-streaming")).to_have_count(0)
     expect(main.locator("article.assistant").last).to_contain_text("Last 59 of a long answer.")
     assert _at_bottom(page)
+
+
+def test_copy_takes_the_markdown_and_moves_nothing(page, app, module_gateway):
+    from playwright.sync_api import expect
+
+    module_gateway.queue(stream_reply(["Some **bold** words and `code`.\n\n- one\n- two\n"]))
+    sign_up(page, app)
+    add_key(page, app, "Personal", "sk_live_0123456789abcdef")
+    ask(page, "Format something")
+    main = page.get_by_role("main")
+    expect(main.locator(".answer strong")).to_have_text("bold")
+    page.evaluate("window.scrollTo(0, 0)")
+    height = page.evaluate("document.documentElement.scrollHeight")
+    sidebar = page.locator("#sidebar").bounding_box()
+
+    main.get_by_role("button", name="Copy", exact=True).click()
+    expect(main.get_by_role("button", name="Copied")).to_be_visible()
+    assert page.evaluate("navigator.clipboard.readText()") == "Some **bold** words and `code`.\n\n- one\n- two\n"
+    # The words said to screen readers take no room: the page and the sidebar stay put.
+    expect(page.get_by_text("Copied to the clipboard.")).to_be_attached()
+    assert page.evaluate("document.documentElement.scrollHeight") == height
+    assert page.locator("#sidebar").bounding_box() == sidebar
+
+    # Only its owner gets an answer's source.
+    source = main.locator(".answer[data-source]").get_attribute("data-source")
+    assert page.request.get(app.url + source).text() == "Some **bold** words and `code`.\n\n- one\n- two\n"
+    context, other, problems = _page(page.context.browser, app, viewport=DESKTOP)
+    sign_up(other, app)
+    assert other.request.get(app.url + source).status == 404
+    context.close()
+    assert not problems, problems

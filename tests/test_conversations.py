@@ -135,6 +135,7 @@ def test_bob_gets_404_on_renaming_deleting_exporting_and_paging_alices(client, a
         ("get", f"/c/{conversation.pk}/export.json"),
         ("get", f"/c/{conversation.pk}/m/{answer.pk}/"),
         ("get", f"/c/{conversation.pk}/m/{question.pk}/edit/"),
+        ("get", f"/c/{conversation.pk}/m/{answer.pk}/source/"),
     ]:
         response = getattr(client, method)(url, {"title": "Bob's now"} if method == "post" else None)
         assert response.status_code == 404, url
@@ -168,6 +169,7 @@ TOO_BIG = "99999999999999999999"  # 20 digits: beyond a 64-bit id
         ("get", "/c/{big}/m/{big}/"),
         ("get", "/c/{c}/m/{big}/edit/"),
         ("get", "/c/{big}/m/{m}/edit/"),
+        ("get", "/c/{c}/m/{big}/source/"),
         ("get", "/attachments/{big}/"),
         ("post", "/keys/{big}/use/"),
         ("post", "/keys/{big}/replace/"),
@@ -180,6 +182,21 @@ def test_an_id_too_big_for_the_database_is_a_404(client, alice, method, url, big
     client.force_login(alice)
     response = getattr(client, method)(url.format(big=big, c=conversation.pk, m=question.pk))
     assert response.status_code == 404
+
+
+def test_copy_gets_a_message_as_written(client, alice):
+    """An answer's Copy button fetches its markdown, as plain text no browser runs."""
+    conversation = Conversation.objects.create(user=alice, title="T")
+    answer = conversation.messages.create(role="assistant", content="**bold** <script>x</script>", status="complete")
+    client.force_login(alice)
+    response = client.get(f"/c/{conversation.pk}/m/{answer.pk}/source/")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "text/plain; charset=utf-8"
+    assert response.content.decode() == "**bold** <script>x</script>"
+    assert response["Content-Security-Policy"] == "default-src 'none'; sandbox"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    page = client.get(f"/c/{conversation.pk}/").content.decode()
+    assert f'data-source="/c/{conversation.pk}/m/{answer.pk}/source/"' in page
 
 
 def test_the_largest_id_the_database_holds_is_still_an_id(client, alice):
