@@ -26,10 +26,17 @@
       }
     }
     if (event.key === "Escape") {
-      // Escape cancels an edit, else closes the sidebar on a phone, else stops a running answer.
+      // Escape cancels an edit, a rename or a delete, else closes the sidebar on a phone,
+      // else stops a running answer.
       const editing = box.closest && box.closest(".edit-form");
       if (editing) {
         editing.querySelector("button[type=button]")?.click();
+        return;
+      }
+      const heading = box.closest && box.closest(".heading.rename, .heading.confirm");
+      if (heading) {
+        event.preventDefault();
+        heading.querySelector("[hx-get]")?.click(); // its Cancel
         return;
       }
       if (document.body.classList.contains("sidebar-open")) {
@@ -262,6 +269,45 @@
       toggleSidebar(!document.body.classList.contains("sidebar-open"));
     }
   });
+
+  // --- what swaps leave to fix -------------------------------------------------------
+
+  // The open conversation's sidebar item is highlighted (aria-current). Items the socket
+  // swaps in (a new conversation, a title, a generating marker) and the sidebar's next
+  // pages are rendered without knowing which one is open: each marks itself here.
+  function markIfOpen(item) {
+    const link = item.querySelector(":scope > a");
+    if (!link) return;
+    const open = document.getElementById("conversation-field")?.value;
+    if (open && item.id === "conversation-" + open) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+
+  // The tab's title follows the heading: a new conversation's, and after a rename.
+  const SITE_NAME = document.title.split(" · ").pop();
+  function nameTab() {
+    const title = document.getElementById("conversation-title");
+    if (title) document.title = title.textContent.trim() + " · " + SITE_NAME;
+  }
+
+  // After a rename or a delete is cancelled (or saved), the focus goes back to its button.
+  let headingFocus = null;
+  document.addEventListener("click", function (event) {
+    const heading = event.target.closest && event.target.closest(".heading.rename, .heading.confirm");
+    if (heading) headingFocus = heading.classList.contains("rename") ? "rename" : "delete";
+  }, true);
+
+  if (window.htmx) {
+    htmx.onLoad(function (element) {
+      if (!element.querySelectorAll) return;
+      if (element.parentElement?.id === "conversation-list") markIfOpen(element);
+      if (element.id === "conversation-heading") {
+        nameTab();
+        if (headingFocus) element.querySelector('[hx-get$="/' + headingFocus + '/"]')?.focus();
+        headingFocus = null;
+      }
+    });
+  }
 
   // --- the sidebar on narrow screens ------------------------------------------------
 

@@ -435,3 +435,33 @@ def test_copy_takes_the_markdown_and_moves_nothing(page, app, module_gateway):
     assert other.request.get(app.url + source).status == 404
     context.close()
     assert not problems, problems
+
+
+def test_the_open_conversation_keeps_its_highlight_and_names_the_tab(page, app, module_gateway):
+    from playwright.sync_api import expect
+
+    module_gateway.queue(stream_reply(["First."]), stream_reply(["Second."]))
+    sign_up(page, app)
+    add_key(page, app, "Personal", "sk_live_0123456789abcdef")
+    expect(page).to_have_title("chatsite")
+    ask(page, "Tabs and titles")
+    sidebar = page.get_by_role("navigation", name="Conversations")
+    expect(sidebar.get_by_role("link", name="Tabs and titles")).to_have_attribute("aria-current", "page")
+    expect(page).to_have_title("Tabs and titles · chatsite")
+    ask(page, "And again")
+    expect(sidebar.get_by_role("link", name="Tabs and titles")).to_have_attribute("aria-current", "page")
+    expect(sidebar.locator("[aria-current]")).to_have_count(1)
+
+    page.get_by_role("button", name="Rename").click()
+    page.get_by_label("Title").fill("Renamed here")
+    page.get_by_label("Title").press("Enter")
+    expect(page).to_have_title("Renamed here · chatsite")
+    expect(sidebar.get_by_role("link", name="Renamed here")).to_have_attribute("aria-current", "page")
+
+    # Escape cancels a rename, and the focus goes back to Rename.
+    page.get_by_role("button", name="Rename").click()
+    page.get_by_label("Title").fill("Not this")
+    page.get_by_label("Title").press("Escape")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Renamed here")
+    expect(page.get_by_role("button", name="Rename")).to_be_focused()
+    expect(page).to_have_title("Renamed here · chatsite")
