@@ -45,7 +45,7 @@ def _chat(request, conversation: Conversation | None):
     generation.sweep_orphans(request.user.pk)
     models = list(GatewayModel.for_chat())
     messages = []
-    selected_model_id = models[0].pk if models else None
+    selected_model_id = _model_used_last(request.user, models)
     if conversation is not None:
         messages = conversation.thread()  # the versions shown
         if conversation.model_id:
@@ -68,6 +68,18 @@ def _chat(request, conversation: Conversation | None):
         **sidebar.page(request.user),
     }
     return render(request, "conversations/chat.html", ctx)
+
+
+def _model_used_last(user, models: list[GatewayModel]) -> int | None:
+    """What a new chat starts on: the model of the user's latest answer (a conversation
+    follows it), if it can still be picked; else the first."""
+    last = (
+        Conversation.objects.filter(user=user, model__in=models)
+        .order_by("-updated_at", "-pk")
+        .values_list("model_id", flat=True)
+        .first()
+    )
+    return last or (models[0].pk if models else None)
 
 
 @login_required

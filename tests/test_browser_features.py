@@ -465,3 +465,19 @@ def test_the_open_conversation_keeps_its_highlight_and_names_the_tab(page, app, 
     expect(page.get_by_role("heading", level=1)).to_have_text("Renamed here")
     expect(page.get_by_role("button", name="Rename")).to_be_focused()
     expect(page).to_have_title("Renamed here · chatsite")
+
+
+def test_a_new_chat_starts_on_the_model_used_last(page, app, module_gateway):
+    from playwright.sync_api import expect
+
+    module_gateway.queue(stream_reply(["Thought about it."]))
+    sign_up(page, app)
+    add_key(page, app, "Personal", "sk_live_0123456789abcdef")
+    model = page.get_by_label("Model")
+    first = model.input_value()
+    ask(page, "Think first", model="Gemini 3 Pro (thinking)")
+    thinking = model.input_value()
+    assert thinking != first
+    page.get_by_role("link", name="New chat").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("New chat")
+    expect(model).to_have_value(thinking)
