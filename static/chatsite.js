@@ -263,6 +263,12 @@
       toBottom();
       offerJump();
       document.getElementById("message-input")?.focus({ preventScroll: true });
+    } else if (button.classList.contains("show-more")) {
+      const text = document.getElementById(button.getAttribute("aria-controls"));
+      const open = button.getAttribute("aria-expanded") !== "true";
+      text?.classList.toggle("collapsed", !open);
+      button.setAttribute("aria-expanded", open ? "true" : "false");
+      button.textContent = open ? "Show less" : "Show more";
     } else if (button.id === "reload-page") {
       location.reload();
     } else if (button.id === "sidebar-toggle") {
@@ -297,6 +303,28 @@
     if (heading) headingFocus = heading.classList.contains("rename") ? "rename" : "delete";
   }, true);
 
+  // A long question folds to a few lines, with "Show more" (the button's aria-controls
+  // names the text; the click handler above unfolds it).
+  function foldLongQuestions(root) {
+    const texts = root.matches && root.matches(".message.user .user-text") ? [root] : root.querySelectorAll(".message.user .user-text");
+    texts.forEach(function (text) {
+      if (text.nextElementSibling?.classList.contains("show-more")) return;
+      text.classList.add("collapsed");
+      if (text.scrollHeight <= text.clientHeight + 1) {
+        text.classList.remove("collapsed");
+        return;
+      }
+      text.id = text.id || text.closest("article").id + "-question";
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "link show-more";
+      button.textContent = "Show more";
+      button.setAttribute("aria-expanded", "false");
+      button.setAttribute("aria-controls", text.id);
+      text.after(button);
+    });
+  }
+
   if (window.htmx) {
     htmx.onLoad(function (element) {
       if (!element.querySelectorAll) return;
@@ -306,6 +334,7 @@
         if (headingFocus) element.querySelector('[hx-get$="/' + headingFocus + '/"]')?.focus();
         headingFocus = null;
       }
+      foldLongQuestions(element);
     });
   }
 

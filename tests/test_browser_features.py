@@ -481,3 +481,28 @@ def test_a_new_chat_starts_on_the_model_used_last(page, app, module_gateway):
     page.get_by_role("link", name="New chat").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("New chat")
     expect(model).to_have_value(thinking)
+
+
+def test_a_long_question_collapses_behind_show_more(page, app, module_gateway):
+    from playwright.sync_api import expect
+
+    module_gateway.queue(stream_reply(["Short answer."]), stream_reply(["Another."]))
+    sign_up(page, app)
+    add_key(page, app, "Personal", "sk_live_0123456789abcdef")
+    main = page.get_by_role("main")
+    long = "\n".join(f"Pasted line {i}" for i in range(40))
+    page.get_by_label("Message").fill(long)
+    page.get_by_label("Message").press("Enter")
+    expect(main.locator("article.status-streaming")).to_have_count(0)
+    question = main.locator("article.user").first
+    more = question.get_by_role("button", name="Show more")
+    expect(more).to_have_attribute("aria-expanded", "false")
+    text = question.locator(".user-text")
+    assert text.bounding_box()["height"] < 300
+    more.click()
+    expect(question.get_by_role("button", name="Show less")).to_have_attribute("aria-expanded", "true")
+    assert text.bounding_box()["height"] > 600
+    page.reload()
+    expect(main.locator("article.user").first.get_by_role("button", name="Show more")).to_be_visible()
+    ask(page, "A short one")
+    expect(main.locator("article.user").last.get_by_role("button", name="Show more")).to_have_count(0)
