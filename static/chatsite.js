@@ -16,7 +16,7 @@
     if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
       if (box.id === "message-input") {
         event.preventDefault();
-        if (document.querySelector("#composer-buttons button[form=composer]")) box.form.requestSubmit();
+        if (document.querySelector("#composer-buttons button[form=composer]:not([disabled])")) box.form.requestSubmit();
         return;
       }
       if (box.matches && box.matches(".edit-form textarea")) {
@@ -337,6 +337,23 @@
       foldLongQuestions(element);
     });
   }
+
+  // A paused budget (chat.html's #budget-notice[data-paused]) turns off everything that
+  // asks for an answer, and says why beside Send, once: the socket would only refuse. The
+  // notice comes with the page and with each answer's end; the buttons also come back
+  // with a redrawn thread or an edit form, so this runs after every swap.
+  function holdWhilePaused() {
+    const paused = document.getElementById("budget-notice")?.hasAttribute("data-paused") || false;
+    const asking = "#composer-buttons button[form=composer], form.regenerate button, form.retry button, .edit-form button[type=submit]";
+    document.querySelectorAll(asking).forEach(function (button) {
+      button.disabled = paused;
+      if (paused) button.setAttribute("aria-describedby", "budget-notice");
+      else button.removeAttribute("aria-describedby");
+    });
+  }
+  document.addEventListener("DOMContentLoaded", holdWhilePaused);
+  document.addEventListener("htmx:wsAfterMessage", holdWhilePaused);
+  document.addEventListener("htmx:afterSettle", holdWhilePaused);
 
   // --- the sidebar on narrow screens ------------------------------------------------
 

@@ -506,3 +506,48 @@ def test_a_long_question_collapses_behind_show_more(page, app, module_gateway):
     expect(main.locator("article.user").first.get_by_role("button", name="Show more")).to_be_visible()
     ask(page, "A short one")
     expect(main.locator("article.user").last.get_by_role("button", name="Show more")).to_have_count(0)
+
+
+def test_a_paused_budget_says_so_once_beside_a_disabled_send(page, app, module_gateway):
+    from playwright.sync_api import expect
+
+    module_gateway.queue(stream_reply(["A dear answer."], final_kwargs={"cost_total": "0.25"}))
+    username = sign_up(page, app)
+    add_key(page, app, "Personal", "sk_live_0123456789abcdef")
+    set_budget = (
+        "from decimal import Decimal; from django.contrib.auth import get_user_model; "
+        "from conversations.models import Budget; "
+        f"user = get_user_model().objects.get(username={username!r}); "
+    )
+    app.manage("shell", "-c", set_budget + "Budget.objects.create(user=user, monthly_limit=Decimal('0.10'))")
+    page.reload()
+    send = page.get_by_role("button", name="Send")
+    expect(send).to_be_enabled()
+    ask(page, "Something dear")
+
+    # The answer spent the budget: Send is off, and the reason is beside it, once.
+    main = page.get_by_role("main")
+    paused = main.get_by_text("new answers are paused until")
+    expect(paused).to_have_count(1)
+    expect(send).to_be_disabled()
+    expect(send).to_have_accessible_description(re.compile("new answers are paused until"))
+    expect(page.get_by_role("button", name="Regenerate")).to_be_disabled()
+    send_box, reason_box = send.bounding_box(), paused.bounding_box()
+    assert abs((send_box["y"] + send_box["height"] / 2) - (reason_box["y"] + reason_box["height"] / 2)) < 40
+    frames = []
+    page.on("websocket", lambda socket: socket.on("framesent", lambda frame: frames.append(frame)))
+    page.reload()
+    expect(send).to_be_disabled()
+    expect(paused).to_have_count(1)
+    page.get_by_label("Message").fill("Try anyway")
+    page.get_by_label("Message").press("Enter")
+    page.evaluate("1")
+    assert [f for f in frames if '"send"' in str(f)] == []
+    expect(page.get_by_label("Message")).to_have_value("Try anyway")
+    expect(page.locator("#chat-error")).to_be_empty()
+
+    # A raised budget: a reload sends again.
+    app.manage("shell", "-c", set_budget + "Budget.objects.filter(user=user).update(monthly_limit=Decimal('5'))")
+    page.reload()
+    expect(send).to_be_enabled()
+    expect(paused).to_have_count(0)
