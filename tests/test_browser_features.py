@@ -551,3 +551,25 @@ def test_a_paused_budget_says_so_once_beside_a_disabled_send(page, app, module_g
     page.reload()
     expect(send).to_be_enabled()
     expect(paused).to_have_count(0)
+
+
+def test_on_a_phone_the_header_stays_in_reach(browser, app, module_gateway):
+    from playwright.sync_api import expect
+
+    lines = "".join(f"Line {i} of a long answer.\n\n" for i in range(60))
+    module_gateway.queue(stream_reply([lines]))
+    context, page, problems = _page(browser, app, viewport=DESKTOP)
+    sign_up(page, app)
+    add_key(page, app, "Personal", "sk_live_0123456789abcdef")
+    phone, page, phone_problems = _page(browser, app, viewport=PHONE, is_mobile=True, has_touch=True)
+    phone.add_cookies(context.cookies())
+    page.goto(app.url + "/")
+    ask(page, "A long one on a phone")
+    page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+    toggle = page.get_by_role("button", name="Conversations")
+    expect(toggle).to_be_in_viewport()
+    toggle.click()
+    expect(page.get_by_role("navigation", name="Conversations")).to_be_visible()
+    phone.close()
+    context.close()
+    assert not problems and not phone_problems, problems + phone_problems
