@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from conversations import rendering
 from conversations.management.commands import pygments_css
 from conversations.models import Conversation, Message
 from conversations.relay import fragments
@@ -197,3 +198,220 @@ def test_daphne_is_started_with_the_limit_fragments_are_sized_by(settings):
     assert arguments[arguments.index("--websocket-max-frame-size") + 1] == "3000000"
     assert arguments[-3:] == ["-v", "1", "chatsite.asgi:application"]
     assert settings.SOCKET_HTML_MAX_BYTES < settings.WEBSOCKET_MAX_MESSAGE_BYTES
+
+
+# --- math and richer markdown ------------------------------------------------------------
+
+X_SQUARED = "<msup><mi>x</mi><mn>2</mn></msup>"
+
+
+def math_count(html: str) -> int:
+    return html.count("<math ")
+
+
+@pytest.mark.parametrize(
+    ("text", "display"),
+    [
+        ("Inline $x^2$ in dollars.", "inline"),
+        ("Inline \\(x^2\\) in parentheses.", "inline"),
+        ("$$x^2$$", "block"),
+        ("$$\nx^2\n$$", "block"),
+        ("Set apart in a sentence: $$x^2$$ and on.", "block"),
+        ("\\[x^2\\]", "block"),
+        ("\\[\nx^2\n\\]", "block"),
+        ("Set apart in a sentence: \\[x^2\\] and on.", "block"),
+        ("- in a list: $x^2$\n- and \\(x^2\\)", "inline"),
+        ("> quoted:\n>\n> $$\n> x^2\n> $$", "block"),
+    ],
+)
+def test_latex_in_each_of_the_four_delimiters_renders_as_mathml(text, display):
+    """Models write all four; Chromium draws MathML itself: no script, the CSP as it was."""
+    html = render_markdown(text)
+    assert f'<math xmlns="http://www.w3.org/1998/Math/MathML" display="{display}">' in html, html
+    assert X_SQUARED in html and "x^2" not in html
+
+
+def test_a_formula_with_fractions_roots_and_a_matrix_renders_whole():
+    html = render_markdown(
+        "$$\n\\frac{a}{\\sqrt{b}} + \\sum_{i=1}^{n} i^2 \\le \\begin{pmatrix} 1 & 2 \\\\ 3 & 4 \\end{pmatrix}\n$$"
+    )
+    for element in ("<mfrac>", "<msqrt>", "<munderover>", "<mtable", "<mtr>", "<mtd"):
+        assert element in html, element
+    assert "<mo>≤</mo>" in html  # written by latex2mathml as a character reference
+
+
+def test_prices_in_dollars_stay_text():
+    """`$` before a digit, or a digit after the closing `$`, is money, not math."""
+    for text in (
+        "It costs $5 and $10.",
+        "From $5-$10 a month.",
+        "Between $1,000 and $2,000.",
+        "$5 now, $6 later",
+        "US$ 20 and US$ 30",
+    ):
+        html = render_markdown(text)
+        assert math_count(html) == 0, text
+        assert text in html
+    html = render_markdown("Pay $5 for $n$ items.")
+    assert math_count(html) == 1 and "Pay $5 for <span" in html
+    assert math_count(render_markdown("An escaped \\$x\\$ is text.")) == 0
+
+
+@pytest.mark.parametrize("latex", ["\\frac{", "\\begin{pmatrix} 1 & 2", "\\sqrt[", "{" * 5_000 + "x" + "}" * 5_000])
+def test_latex_that_does_not_parse_shows_its_source_as_code(latex):
+    html = render_markdown(f"Before $${latex}$$ after.")
+    assert math_count(html) == 0
+    assert f'<code class="math-error">{latex}</code>' in html.replace("&amp;", "&")
+    assert html.startswith("<p>Before ") and "after.</p>" in html
+
+
+MATH_PAYLOADS = [
+    "$\\href{javascript:alert(1)}{click}$",
+    '\\(\\href{" onmouseover="alert(1)}{x}\\)',
+    "$$\\style{background:url(javascript:alert(1))}{x}$$",
+    "$\\class{visually-hidden}{x}$",
+    "$\\text{<img src=x onerror=alert(1)>}$",
+    "$\\text{<script>alert(1)</script>}$",
+    "$\\text{</math><img src=x onerror=alert(1)>}$",
+    "$\\text{<a href=javascript:alert(1)>a</a>}$",
+    "$\\mathrm{<maction actiontype=statusline>x</maction>}$",
+]
+
+
+@pytest.mark.parametrize("payload", MATH_PAYLOADS)
+def test_latex_cannot_carry_a_payload(payload):
+    """latex2mathml turns \\href, \\style and \\class into attributes and writes \\text's
+    content as it came: none of it survives into the page."""
+    html = render_markdown(payload)
+    assert "<math" in html, html
+    inert(html)
+    assert "<img" not in html and "<script" not in html and "<a " not in html and "<maction" not in html
+
+
+def test_raw_mathml_in_an_answer_is_text():
+    html = render_markdown(
+        '<math><maction actiontype="statusline" href="javascript:alert(1)" onclick="alert(1)">'
+        "<mi>x</mi></maction></math>"
+    )
+    assert "<math" not in html and "&lt;math&gt;" in html
+
+
+def test_the_sanitiser_keeps_mathml_but_no_links_handlers_or_actions_in_it():
+    """The allowlist is the last guard: were MathML with a payload ever to reach it, only
+    the math would be left."""
+    html = rendering._cleaner.clean(
+        '<math display="block" xmlns="http://www.w3.org/1998/Math/MathML" href="javascript:alert(1)" onclick="alert(1)">'
+        '<mrow href="javascript:alert(2)" onmouseover="alert(3)" style="color:red" class="x" id="y">'
+        '<maction actiontype="statusline" href="javascript:alert(4)"><mi>x</mi><mtext>tip</mtext></maction>'
+        '<mi xlink:href="javascript:alert(5)" mathvariant="normal">y</mi>'
+        '<semantics><mi>z</mi><annotation-xml encoding="text/html"><a href="https://x.test">h</a></annotation-xml></semantics>'
+        "</mrow></math>"
+    )
+    inert(html)
+    assert "<maction" not in html and "annotation-xml" not in html and "https://x.test" not in html
+    assert '<math display="block" xmlns="http://www.w3.org/1998/Math/MathML"><mrow><mi>x</mi>' in html
+    assert '<mi mathvariant="normal">y</mi>' in html
+
+
+def inert(html: str) -> None:
+    """No link, handler, style, class or id in any tag (a payload may show as text)."""
+    tags = " ".join(re.findall(r"<[^>]*>", html))
+    assert "javascript" not in tags and "href" not in tags, html
+    assert not re.search(r"\son\w+\s*=", tags), html
+    assert "style=" not in tags and "id=" not in tags and "class=" not in tags.replace('class="math', ""), html
+
+
+def test_math_renders_the_same_in_a_block_alone_as_in_the_whole_answer():
+    """While streaming, each closed block is rendered alone: math must not depend on the rest."""
+    blocks = [
+        "Intro with $a_1$ and \\(b^2\\).",
+        "$$\n\\frac{1}{2}\n$$",
+        "\\[\n\\sqrt{x}\n\\]",
+        "- item $\\alpha$\n- item $$\\beta$$",
+        "A price of $5 and $x$.",
+    ]
+    whole = render_markdown("\n\n".join(blocks))
+    assert whole == "".join(render_markdown(block) for block in blocks)
+    assert math_count(whole) == 7
+
+
+def test_task_lists_are_disabled_checkboxes():
+    html = render_markdown("- [ ] write it\n- [x] test it\n- [not a task]")
+    assert (
+        '<li class="task-list-item"><input class="task-list-item-checkbox" type="checkbox" disabled="disabled"> write it'
+        in html
+    )
+    assert (
+        '<input class="task-list-item-checkbox" checked="checked" type="checkbox" disabled="disabled"> test it' in html
+    )
+    assert html.count("<input") == 2 and "[not a task]" in html
+
+
+def test_the_sanitiser_lets_inputs_through_only_disabled():
+    """Nothing to type in, focus, click or send with a form; a checkbox at most."""
+    html = rendering._cleaner.clean(
+        '<input type="text" name="q" value="x" form="composer" autofocus onfocus="alert(1)">'
+        '<input type="submit"><input type="checkbox" checked>'
+    )
+    assert html == (
+        '<input disabled="disabled"><input disabled="disabled"><input type="checkbox" checked="" disabled="disabled">'
+    )
+
+
+def test_urls_become_links_but_file_names_do_not():
+    html = render_markdown(
+        "See https://example.com/a?b=1, www.example.org and docs.python.org. "
+        "Edit README.md, main.py and lib.rs; mail ops@example.com. `https://in.code` stays."
+    )
+    rel = 'rel="noopener noreferrer nofollow"'
+    assert f'<a href="https://example.com/a?b=1" {rel}>https://example.com/a?b=1</a>' in html
+    assert f'<a href="http://www.example.org" {rel}>www.example.org</a>' in html
+    assert f'<a href="http://docs.python.org" {rel}>docs.python.org</a>' in html
+    assert f'<a href="mailto:ops@example.com" {rel}>ops@example.com</a>' in html
+    assert "Edit README.md, main.py and lib.rs;" in html
+    assert "<code>https://in.code</code>" in html
+    assert "javascript:" not in render_markdown("javascript:alert(1) and <javascript:alert(1)>").replace(
+        "javascript:alert(1) and &lt;javascript:alert(1)&gt;", ""
+    )
+
+
+def test_strikethrough():
+    assert render_markdown("~~gone~~ kept") == "<p><s>gone</s> kept</p>\n"
+
+
+def test_footnotes_render_at_the_end_of_the_answer_and_link_both_ways():
+    text = "A claim[^1] and another[^src].\n\n[^1]: First source.\n\n[^src]: Second source.\n\nThe end."
+    html = render_markdown(text)
+    assert html.index("The end.") < html.index('<section class="footnotes">')
+    ids = re.findall(r'id="([^"]+)"', html)
+    assert len(ids) == 4 and len(set(ids)) == 4
+    for target in re.findall(r'href="#([^"]+)"', html):
+        assert target in ids
+    assert 'First source. <a href="#fnref-' in html and "Second source." in html
+    assert '<sup class="footnote-ref"><a href="#fn-' in html
+    # Two answers on one page don't share ids.
+    other = render_markdown(text.replace("claim", "statement"))
+    assert not set(re.findall(r'id="([^"]+)"', other)) & set(ids)
+    # Ids are the renderer's own: markdown has no way to write one.
+    assert "<a id" not in render_markdown('Text {#top} and <a id="top">x</a>')
+
+
+def test_a_formula_too_long_to_typeset_quickly_shows_its_source():
+    """latex2mathml takes time more than in proportion to a formula's length (a second
+    for 40,000 characters): past MATH_MAX_CHARS a formula is shown as written."""
+    long = "x^2+" * (rendering.MATH_MAX_CHARS // 4) + "y"
+    html = render_markdown(f"$${long}$$")
+    assert math_count(html) == 0 and f'<code class="math-error">{long}</code>' in html
+    assert math_count(render_markdown(f"$${long[-rendering.MATH_MAX_CHARS :]}$$")) == 1
+
+
+def test_task_lists_in_nested_and_long_lists():
+    html = render_markdown("1. [x] outer\n   - [ ] inner\n   - plain\n2. [ ] second\n\n" + "- [ ] t\n" * 3_000)
+    assert html.startswith('<ol class="contains-task-list">\n<li class="task-list-item"><input')
+    assert '<ul class="contains-task-list">\n<li class="task-list-item"><input' in html
+    assert "<li>plain</li>" in html
+    assert html.count('type="checkbox"') == 3_003
+    assert "[x]" not in html and "[ ]" not in html
+    # Only at the start of an item's first paragraph, and only [ ], [x] or [X] then a space.
+    html = render_markdown("- text [ ] later\n- [y] no\n- [x]no\n- > [ ] quoted\n\n[ ] not a list")
+    assert "<input" not in html
