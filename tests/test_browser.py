@@ -303,3 +303,44 @@ def test_the_page_does_not_reconnect_once_signed_out(page, app, module_gateway):
     page.clock.run_for(3_600_000)
     assert len(opened) == 1
     expect(page.locator("#offline")).to_be_hidden()
+
+
+def test_latex_in_an_answer_is_drawn_as_mathml(page, app, module_gateway):
+    """The server writes MathML; Chromium lays it out itself, with no script of ours."""
+    from playwright.sync_api import expect
+
+    module_gateway.queue(
+        stream_reply(
+            [
+                "Euler: $e^{i\\pi} + 1 = 0$, and\n\n",
+                "$$x^2 + \\frac{a}{b}$$\n\n",
+                "costs $5 and $10.\n\n",
+                "Smashed: $\\smash{\\begin{matrix} A \\\\ B \\\\ C \\\\ D \\\\ \\text{SPOOF} \\end{matrix}}$ (no height).",
+            ]
+        )
+    )
+    sign_up(page, app)
+    add_key(page, app, "Personal", "sk_live_0123456789abcdef")
+    page.get_by_label("Message").fill("Some maths")
+    page.get_by_label("Message").press("Enter")
+    answer = page.get_by_role("main").locator("article.assistant .answer")
+    expect(page.get_by_role("main").locator("article .usage")).to_be_visible()
+
+    inline, display, smashed = answer.locator("math").all()
+    expect(display).to_be_visible()
+    assert display.evaluate("m => m.namespaceURI") == "http://www.w3.org/1998/Math/MathML"
+    assert display.get_attribute("display") == "block"
+    fraction = display.locator("mfrac").bounding_box()
+    letter = inline.locator("mi").first.bounding_box()
+    assert fraction and letter and fraction["width"] > 0
+    assert fraction["height"] > 1.5 * letter["height"]  # laid out as a fraction, not a line of text
+    assert display.bounding_box()["y"] > inline.bounding_box()["y"] + letter["height"]  # set apart, below
+    expect(answer).to_contain_text("costs $5 and $10.")
+
+    # A formula draws nothing outside its box: \smash (no height) can't write over the page.
+    spoof = smashed.locator("mtext", has_text="SPOOF")
+    box, spoof_box = smashed.bounding_box(), spoof.bounding_box()
+    assert spoof_box["y"] > box["y"] + box["height"]  # laid out below the formula's box...
+    x, y = spoof_box["x"] + spoof_box["width"] / 2, spoof_box["y"] + spoof_box["height"] / 2
+    drawn_there = "(e, [x, y]) => document.elementsFromPoint(x, y).some(hit => e.contains(hit))"
+    assert not spoof.evaluate(drawn_there, [x, y])  # ...but not drawn there
