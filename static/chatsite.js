@@ -191,6 +191,12 @@
     });
   }
   if (window.htmx) htmx.onLoad(addCodeButtons);
+  // A code block that closes while its answer streams gets its button at once, so the
+  // final render changes nothing on the page (its blocks arrive in .live-done).
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    const target = event.detail.target;
+    if (target && target.classList && target.classList.contains("live-done")) addCodeButtons(target);
+  });
   document.addEventListener("DOMContentLoaded", function () { addCodeButtons(document.body); });
 
   // Says "Copied" to screen readers (chat.html's live region, which takes no room: one

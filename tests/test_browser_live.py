@@ -22,9 +22,13 @@ FORMATTED = [
 # CHATSITE_SCREENSHOTS=docs writes the README's mid-stream and finished screenshots.
 SHOTS = os.environ.get("CHATSITE_SCREENSHOTS")
 
-# The streamed answer's formatted HTML, without the wrappers that add no box.
-LIVE_HTML = """el => [...el.querySelectorAll('.live-done, .live-open')]
-    .map(part => part.innerHTML).join('') + el.querySelector('.live-tail').textContent"""
+# An answer's HTML without what adds no box (the live wrappers) and without the "Copy
+# code" buttons the page adds to code blocks (on both sides, live and final).
+CLEAN = """el => { const copy = el.cloneNode(true);
+    copy.querySelectorAll('.copy-code').forEach(button => button.remove());
+    copy.querySelectorAll('.code-block').forEach(block => block.replaceWith(...block.childNodes));
+    return [...copy.querySelectorAll('.live-done, .live-open')].map(part => part.innerHTML).join('')
+        + (copy.querySelector('.live-tail') ? copy.querySelector('.live-tail').textContent : copy.innerHTML); }"""
 
 
 def test_an_answer_is_formatted_before_its_final_chunk_and_does_not_jump_at_the_end(page, app, module_gateway):
@@ -48,7 +52,7 @@ def test_an_answer_is_formatted_before_its_final_chunk_and_does_not_jump_at_the_
     assert not release.is_set()
     if SHOTS:
         page.screenshot(path=Path(__file__).resolve().parent.parent / SHOTS / "streaming.png")
-    streaming_html = answer.evaluate(LIVE_HTML)
+    streaming_html = answer.evaluate(CLEAN)
     streaming_height = answer.bounding_box()["height"]
 
     release.set()
@@ -56,12 +60,7 @@ def test_an_answer_is_formatted_before_its_final_chunk_and_does_not_jump_at_the_
     expect(final_answer).to_be_visible()
     # The final swap changes nothing visible: the same HTML (but the "Copy code" buttons
     # the page adds to finished answers), the same height.
-    final_html = final_answer.evaluate(
-        """el => { const copy = el.cloneNode(true);
-        copy.querySelectorAll('.copy-code').forEach(button => button.remove());
-        copy.querySelectorAll('.code-block').forEach(block => block.replaceWith(...block.childNodes));
-        return copy.innerHTML; }"""
-    )
+    final_html = final_answer.evaluate(CLEAN)
     assert final_html.strip() == streaming_html.strip()
     assert abs(final_answer.bounding_box()["height"] - streaming_height) < 1
     if SHOTS:
