@@ -214,6 +214,7 @@ def test_an_answer_too_large_for_one_socket_message_is_shown_whole(page, app, mo
     expect(page.get_by_role("button", name="Send")).to_be_visible()
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=app.url)
     main.get_by_role("button", name="Copy", exact=True).click()
+    expect(main.locator("button[title='Copy the answer']")).to_have_accessible_name("Copied")  # fetched, written
     assert page.evaluate("navigator.clipboard.readText()") == answer  # the text, not the note
 
     # Switching back to it from a new version redraws the messages: they load over HTTP too.
