@@ -104,7 +104,6 @@ def test_an_endless_open_block_is_shown_raw_not_rendered_again_and_again():
 # --- through the socket ------------------------------------------------------------------
 
 
-
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.usefixtures("shared_key_allowed")
 async def test_the_socket_carries_formatted_blocks_before_the_answer_ends(
