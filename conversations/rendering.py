@@ -350,4 +350,6 @@ def _as_plain_text(text: str) -> str:
 def block_starts(text: str) -> list[int]:
     """The first line of each top-level block of `text`, as the renderer parses it (a
     streaming answer's blocks before the last one can no longer change)."""
-    return [t.map[0] for t in _plain_code.parse(text) if t.level == 0 and t.nesting >= 0 and t.map]
+    tokens: list[Token] = []
+    _plain_code.block.parse(text, _plain_code, {}, tokens)  # blocks only: no inline parsing needed
+    return [t.map[0] for t in tokens if t.level == 0 and t.nesting >= 0 and t.map]

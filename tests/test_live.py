@@ -94,11 +94,14 @@ def test_each_render_parses_only_the_open_block(monkeypatch):
     assert max(parsed) < 3 * len(paragraph)
 
 
-def test_an_endless_open_block_is_shown_raw_not_rendered_again_and_again():
+def test_an_endless_open_block_turns_to_plain_text_until_the_end():
     live = LiveMarkdown(0)
-    live.feed("word " * 1000, 0.0)  # 5,000 characters: rendered
-    piece = live.feed("word " * 1000, 1.0)  # past the bound: appended raw
-    assert piece.open is None and piece.raw.startswith("word")
+    assert live.feed("word " * 1000, 0.0).open  # 5,000 characters: rendered
+    piece = live.feed("word " * 1000, 1.0)  # past the bound: its render gives way to its text
+    assert piece.open == "" and piece.raw == "word " * 2000
+    piece = live.feed("\n\n# More", 2.0)  # and what follows stays plain
+    assert (piece.open, piece.raw) == (None, "\n\n# More")
+    assert not live.waiting
 
 
 # --- through the socket ------------------------------------------------------------------

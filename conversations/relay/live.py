@@ -22,8 +22,9 @@ from dataclasses import dataclass
 
 from conversations import rendering
 
-# An open block longer than this is not re-rendered (its text is appended raw) until it
-# closes: one endless paragraph must not cost a render per flush.
+# An open block longer than this turns live formatting off for the rest of that text
+# (it streams as plain text and is formatted at the end): one endless paragraph, or a
+# dump with no blank line, must not cost a parse and a render per flush.
 OPEN_BLOCK_MAX_CHARS = 8_000
 
 
@@ -46,9 +47,13 @@ class LiveMarkdown:
         self.raw = ""  # arrived since then
         self._open_text = ""  # the open block's text (and anything after it)
         self._rendered_at: float | None = None
+        self.plain = False  # gave up formatting this text: plain text until the end
 
     def feed(self, text: str, now: float) -> Piece:
         """Take newly arrived `text` (may be empty: render what waits); what the page changes."""
+        if self.plain:
+            self.raw += text
+            return Piece(raw=text)
         self._open_text += text
         if not self.due(now):
             self.raw += text
@@ -64,10 +69,8 @@ class LiveMarkdown:
             self.closed_html.append(closed)
             self._open_text = self._open_text[cut:]
         if len(self._open_text) > OPEN_BLOCK_MAX_CHARS:
-            if not closed:
-                self.raw += text
-                return Piece(raw=text)
-            self.open_html, self.raw = "", self._open_text  # shown raw until it closes
+            # The open block's render so far is replaced by its text, plain, and so on.
+            self.plain, self.open_html, self.raw, self._open_text = True, "", self._open_text, ""
             return Piece(closed=closed, open="", raw=self.raw)
         self.open_html = rendering.render_markdown(self._open_text, highlight=False)
         self.raw = ""
@@ -80,7 +83,7 @@ class LiveMarkdown:
     @property
     def waiting(self) -> bool:
         """Text arrived since the last render: a quiet spell should render it."""
-        return bool(self.raw)
+        return bool(self.raw) and not self.plain
 
     def snapshot(self) -> tuple[str, str, str]:
         """(closed HTML, open HTML, raw text since): what a page shows now."""
