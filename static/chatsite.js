@@ -230,17 +230,25 @@
     return navigator.clipboard.writeText(await text);
   }
 
+  // An icon button (chat.html) keeps its icons: its name says what happened, and the
+  // class "done" shows its tick. A text button ("Copy code") says it in its text.
   async function copy(button, text) {
-    const label = button.textContent;
+    const named = button.hasAttribute("aria-label");
+    const label = named ? button.getAttribute("aria-label") : button.textContent;
+    function say(words) {
+      if (named) button.setAttribute("aria-label", words);
+      else button.textContent = words;
+    }
     try {
       await write(text);
-      button.textContent = "Copied";
+      say("Copied");
+      button.classList.add("done");
       announce("Copied to the clipboard.");
     } catch (error) {
-      button.textContent = "Copy failed";
+      say("Copy failed");
       announce("Could not copy: the browser refused the clipboard.");
     }
-    setTimeout(function () { button.textContent = label; announce(""); }, 1500);
+    setTimeout(function () { say(label); button.classList.remove("done"); announce(""); }, 1500);
   }
 
   document.addEventListener("click", function (event) {
