@@ -5,9 +5,14 @@ colour schemes."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
-from tests.browser import open_page, sign_up
+from tests.browser import ROOT, open_page, sign_up
+
+# CHATSITE_SCREENSHOTS=docs writes the README's dark screenshot.
+SHOTS = os.environ.get("CHATSITE_SCREENSHOTS")
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 800}
@@ -147,6 +152,10 @@ def test_block_quotes_have_a_bar_and_form_controls_are_styled(browser, demo_app,
     context, page, problems = open_page(browser, viewport=DESKTOP, color_scheme=scheme)
     sign_up(page, demo_app)
     ask(page, "A line to quote")  # the demo gateway quotes the question back
+    if scheme == "dark" and SHOTS:  # the README's dark screenshot: the answer, at the bottom
+        page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight)")
+        page.mouse.move(0, 0)
+        page.screenshot(path=ROOT / SHOTS / "dark.png")
     quote = page.locator("#messages .markdown blockquote").first
     bar = quote.evaluate("q => [getComputedStyle(q).borderLeftStyle, parseFloat(getComputedStyle(q).borderLeftWidth)]")
     assert bar[0] == "solid" and bar[1] >= 3
