@@ -141,7 +141,8 @@ async def test_the_socket_carries_formatted_blocks_before_the_answer_ends(
 
     streamed = "".join(before_end)
     assert "<strong>bold</strong>" in streamed and "**bold**" not in streamed
-    assert streamed.count("<strong>bold</strong>") == 1  # a closed block, sent once
+    appended = "".join(re.findall(r'beforeend:#msg-\d+-answer-done">(.*?)</div>', streamed, re.S))
+    assert appended.count("<strong>bold</strong>") == 1  # a closed block, appended once
     assert "<strong>bold</strong>" in catch_up and "<table>" in catch_up
     assert "<table>" in "".join(after[-1:])  # and the final render has it too
 
