@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 STAMP = re.compile(r"\[(\d+\.\d+)\]")
+CLOSED = re.compile(r'beforeend:#msg-\d+-answer-done">(.*?)</div>', re.S)
 DONE = re.compile(r'<article id="msg-\d+" class="message assistant status-(?!streaming)')
 ARTICLE = re.compile(r'<article id="msg-\d+" class="message assistant.*?</article>', re.S)
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -226,6 +227,7 @@ class Client:
     def __init__(self, url: str, cookie: str, origin: str):
         self.url, self.cookie, self.origin = url, cookie, origin
         self.latencies: list[float] = []
+        self.formatted: list[float] = []  # a block's closing chunk to its formatted form
         self.frames = 0
         self.bytes = 0
         self.final_html = 0
@@ -259,6 +261,12 @@ class Client:
                 article = ARTICLE.search(frame)
                 self.final_html = len(article.group(0).encode()) if article else 0
                 return
+            # A block closes when the next one's first chunk arrives (emitted 1/rate after
+            # the block's last); its formatted form is the closed blocks appended.
+            for block in CLOSED.findall(frame):
+                stamps = [float(stamp) for stamp in STAMP.findall(block)]
+                if stamps:
+                    self.formatted.append(now - max(stamps) - 1 / rate)
             # A stamp counts when it first shows: as plain text, in a closed block, or in
             # the open block (whose later renders show it again).
             for stamp in STAMP.findall(frame):
@@ -289,6 +297,7 @@ async def relay_phase(app: App, cookies: list[str], model: int, n: int, chunks: 
     await asyncio.gather(*(c.close() for c in clients))
     latencies = [x for c in clients for x in c.latencies]
     return {
+        "formatted": [x for c in clients for x in c.formatted],
         "latencies": latencies,
         "chunks": len(latencies),
         "wall": wall,
@@ -448,6 +457,13 @@ def run_sizes(app: App, render: str, sizes: list[int], chunks: int, rate: float,
             f"{relay_cpu / bare_cpu:>5.2f} | {relay['rss_mid'] / 2**20:>5.0f}MB",
             flush=True,
         )
+        if relay["formatted"]:
+            print(
+                f"{'':>5}   a block's closing chunk to its formatted form: "
+                f"p50 {percentile(relay['formatted'], 0.5) * 1e3:.1f} ms, "
+                f"p99 {percentile(relay['formatted'], 0.99) * 1e3:.1f} ms ({len(relay['formatted'])} blocks)",
+                flush=True,
+            )
         if n == 1:
             wire = relay
         if n == 500 or (per_stream is None and n == sizes[-1]):
