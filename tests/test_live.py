@@ -160,3 +160,11 @@ async def test_answers_stream_as_plain_text_with_live_rendering_off(
     await socket.disconnect()
     deltas = [f for f in frames if "-answer-tail" in f]
     assert deltas and "**bold**" in "".join(deltas) and "<strong>" not in "".join(deltas)
+
+
+def test_a_block_closes_at_once_when_the_next_one_starts():
+    live = LiveMarkdown(interval=10.0)
+    live.feed("First paragraph.\n\n", 0.0)
+    piece = live.feed("Second", 0.1)  # well inside the interval
+    assert piece.closed == "<p>First paragraph.</p>\n"
+    assert live.feed(" paragraph", 0.2).open is None  # within a block, the interval holds

@@ -54,8 +54,11 @@ class LiveMarkdown:
         if self.plain:
             self.raw += text
             return Piece(raw=text)
+        # Text after a blank line starts a block, which closes the one before: render at
+        # once (one render per block), so a closed block never waits out the interval.
+        new_block = text.strip() != "" and ("\n\n" in text.rstrip() or self._open_text.endswith("\n\n"))
         self._open_text += text
-        if not self.due(now):
+        if not (new_block or self.due(now)):
             self.raw += text
             return Piece(raw=text)
         self._rendered_at = now
