@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from conversations import rendering
-from conversations.relay.live import LiveMarkdown
+from conversations.relay.live import LiveMarkdown, Piece
 from tests.chat import frames_until, no_generation_left, open_socket, send, until_done
 from tests.fakegateway import Reply, Wait, chunk, final, sse, stream_reply
 
@@ -168,3 +168,12 @@ def test_a_block_closes_at_once_when_the_next_one_starts():
     piece = live.feed("Second", 0.1)  # well inside the interval
     assert piece.closed == "<p>First paragraph.</p>\n"
     assert live.feed(" paragraph", 0.2).open is None  # within a block, the interval holds
+
+
+def test_nothing_new_renders_nothing(monkeypatch):
+    live = LiveMarkdown(0)
+    live.feed("Thinking done.", 0.0)
+    renders = []
+    monkeypatch.setattr(rendering, "block_starts", lambda text: renders.append(text) or [0])
+    assert live.feed("", 1.0) == Piece()
+    assert renders == []

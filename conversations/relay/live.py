@@ -51,6 +51,8 @@ class LiveMarkdown:
 
     def feed(self, text: str, now: float) -> Piece:
         """Take newly arrived `text` (may be empty: render what waits); what the page changes."""
+        if not text and not self.raw:
+            return Piece()  # nothing new: the render shown stands (thinking, once the answer began)
         if self.plain:
             self.raw += text
             return Piece(raw=text)
