@@ -40,6 +40,31 @@ def test_formatted_pieces_append_closed_blocks_and_replace_the_open_one():
     assert "raw" not in html  # the formatted form stands for the text
 
 
+def formatted_catch_up(closed: list[str]) -> events.CatchUp:
+    event = events.catch_up(42, 7, "", "")
+    event["answer_html"] = events.FormattedSoFar(closed=closed, open="<p>open</p>", raw="tail <")
+    event["thinking_html"] = events.FormattedSoFar(closed=[], open="", raw="")
+    return event
+
+
+def test_a_catch_up_shows_the_closed_blocks_before_the_open_one_in_one_frame():
+    frames = fragments.catch_up(formatted_catch_up(["<h1>Title</h1>", "<p>One</p>"]))
+    assert len(frames) == 1  # a page never shows the open block without what comes before it
+    assert re.search(
+        r'-answer-done" class="live-done"><h1>Title</h1><p>One</p></div>\s*<div id="msg-42-answer-open"', frames[0]
+    )
+    assert "<p>open</p>" in frames[0] and "tail &lt;" in frames[0]
+
+
+def test_closed_blocks_that_do_not_fit_the_first_frame_follow_in_order(settings):
+    settings.SOCKET_HTML_MAX_BYTES = 4_000  # a quarter of it per frame of closed blocks
+    blocks = [f"<p>{i:03} {'x' * 200}</p>" for i in range(30)]
+    frames = fragments.catch_up(formatted_catch_up(blocks))
+    assert len(frames) > 2 and all(len(frame) <= 4_000 for frame in frames)
+    assert all(frame.startswith('<div hx-swap-oob="beforeend:#msg-42-answer-done">') for frame in frames[1:])
+    assert re.findall(r"<p>(\d+) ", "".join(frames)) == [f"{i:03}" for i in range(30)]  # each once, in order
+
+
 @pytest.mark.django_db  # the answer shows its model's label, from the catalogue
 def test_every_target_of_a_delta_is_on_the_page_of_a_streaming_answer():
     answer = Message(pk=42, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING, model_name="m")

@@ -159,24 +159,38 @@ def catch_up(event: events.CatchUp) -> list[str]:
 
 
 def _formatted_catch_up(answer_id: int, answer: events.FormattedSoFar, thinking: events.FormattedSoFar) -> list[str]:
-    """The open blocks and raw tails first (they are small), then the closed blocks
-    appended, as many to a frame as fit."""
+    """The closed blocks that fit, the open blocks and the raw tails in the first frame
+    (so a page never shows an open block without what precedes it), then any closed
+    blocks left over appended, as many to a frame as fit."""
+    budget = settings.SOCKET_HTML_MAX_BYTES // 4
+    batches = {name: _batches(text["closed"], budget) for name, text in (("thinking", thinking), ("answer", answer))}
     context = {
         "message": answer_id,
-        "answer": {"open": mark_safe(answer["open"]), "tail": answer["raw"]},
-        "thinking": {"open": mark_safe(thinking["open"]), "tail": thinking["raw"]},
+        "answer": {
+            "done": mark_safe(batches["answer"].pop(0)),
+            "open": mark_safe(answer["open"]),
+            "tail": answer["raw"],
+        },
+        "thinking": {
+            "done": mark_safe(batches["thinking"].pop(0)),
+            "open": mark_safe(thinking["open"]),
+            "tail": thinking["raw"],
+        },
     }
     frames = [_render("catch_up", context)]
-    for name, text in (("thinking", thinking), ("answer", answer)):
-        batch = ""
-        for piece in text["closed"]:
-            if batch and len(batch) + len(piece) > settings.SOCKET_HTML_MAX_BYTES // 4:
-                frames.append(f'<div hx-swap-oob="beforeend:#msg-{answer_id}-{name}-done">{batch}</div>')
-                batch = ""
-            batch += piece
-        if batch:
-            frames.append(f'<div hx-swap-oob="beforeend:#msg-{answer_id}-{name}-done">{batch}</div>')
+    for name, rest in batches.items():
+        frames += [f'<div hx-swap-oob="beforeend:#msg-{answer_id}-{name}-done">{batch}</div>' for batch in rest]
     return frames
+
+
+def _batches(blocks: list[str], budget: int) -> list[str]:
+    """Blocks joined into runs of at most `budget` characters (a larger block alone); at least one run."""
+    runs = [""]
+    for block in blocks:
+        if runs[-1] and len(runs[-1]) + len(block) > budget:
+            runs.append("")
+        runs[-1] += block
+    return runs
 
 
 def accepted(conversation: Conversation, *, new: bool) -> str:

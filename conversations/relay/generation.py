@@ -240,7 +240,7 @@ class Generation:
         if self.live is not None:
             for name, live in zip(("answer_html", "thinking_html"), self.live, strict=True):
                 closed, open_html, raw = live.snapshot()
-                event[name] = {"closed": closed, "open": open_html, "raw": raw}  # type: ignore[literal-required]
+                event[name] = events.FormattedSoFar(closed=closed, open=open_html, raw=raw)  # type: ignore[literal-required]
         return event
 
     # --- the task ------------------------------------------------------------------

@@ -90,6 +90,6 @@ class LiveMarkdown:
         """Text arrived since the last render: a quiet spell should render it."""
         return bool(self.raw) and not self.plain
 
-    def snapshot(self) -> tuple[str, str, str]:
-        """(closed HTML, open HTML, raw text since): what a page shows now."""
-        return "".join(self.closed_html), self.open_html, self.raw
+    def snapshot(self) -> tuple[list[str], str, str]:
+        """(closed blocks' HTML, open HTML, raw text since): what a page shows now."""
+        return list(self.closed_html), self.open_html, self.raw
