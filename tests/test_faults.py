@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 
 from conversations.models import Conversation, CostLog, Message
-from conversations.relay import generation
+from conversations.relay import events, generation
 from tests.chat import (
     db,
     frames_until,
@@ -333,6 +333,45 @@ async def test_a_reload_mid_answer_loses_and_repeats_nothing(alice, db_models, g
         for appended in re.findall(r'beforeend:#msg-\d+-answer-tail">(.*?)</div>', frame, re.S):
             shown += html.unescape(appended)
     assert shown == "".join(words)
+
+
+async def test_a_lost_delta_is_healed_by_a_catch_up_before_the_answer_ends(
+    alice, db_models, gateway_url, fake_gateway, monkeypatch
+):
+    gates = [threading.Event() for _ in range(3)]
+    fake_gateway.queue(
+        Reply(
+            parts=[sse(chunk("One ")), Wait(gates[0]), sse(chunk("two ")), Wait(gates[1])]
+            + [sse(chunk("three")), Wait(gates[2]), final()]
+        )
+    )
+    # The layer loses the second delta, as Redis pub/sub does while its connection is down.
+    layer = events.layer()
+    group_send = layer.group_send
+
+    async def lossy_group_send(group, message):
+        if message["type"] == "chat.delta" and message["seq"] == 2:
+            return
+        await group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", lossy_group_send)
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("Count", db_models["flash"].pk))
+    await frames_until(socket, "One ")
+    answer = await db(lambda: Message.objects.get(role="assistant"))
+    gates[0].set()
+    while "two " not in generation.running(answer.pk).snapshot().answer:  # sent, and lost
+        await asyncio.sleep(0.01)
+    gates[1].set()
+    healed = await frames_until(socket, r'id="msg-\d+-answer"[^>]*hx-swap-oob="true"')
+    # Before the answer ends, the page's text is whole again: the catch-up replaced it.
+    shown = html.unescape(re.search(r'id="msg-\d+-answer-tail"[^>]*>(.*?)</span>', healed[-1], re.S).group(1))
+    assert shown == "One two three"
+    gates[2].set()
+    frames = await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+    assert not any("answer-tail" in frame and "three" in frame for frame in frames)  # not shown twice
 
 
 async def test_two_tabs_stream_the_same_answer_and_the_sidebar_marks_it(alice, db_models, gateway_url, fake_gateway):

@@ -12,7 +12,7 @@ from conversations import gateway
 from conversations.keys.vault import UndecryptableKey
 from conversations.models import ApiKey, Message
 from conversations.relay import events
-from conversations.relay.catchup import DeltaFilter
+from conversations.relay.catchup import DeltaFilter, Gap
 from conversations.relay.generation import Texts, outcome
 
 FINAL = gateway.Final(
@@ -173,6 +173,32 @@ def test_it_holds_deltas_until_the_catch_up_and_drops_what_it_covers():
     assert [delta["seq"] for delta in later] == [3, 4]  # in order, 2 was in the catch-up
     assert not f.awaiting(7)
     assert shown(f, d(4, "d"), d(5, "e")) == [5]
+
+
+def test_a_jump_in_the_numbers_is_a_gap_held_until_a_catch_up_heals_it():
+    f = DeltaFilter()
+    f.started(7)
+    assert shown(f, d(1, "a")) == [1]
+    assert f.delta(d(3, "c")) == Gap(7)  # 2 was lost
+    assert f.awaiting(7) and shown(f, d(4, "d")) == []  # held, like any awaiting a catch-up
+    later = f.caught_up(events.catch_up(7, 3, "abc", ""))
+    assert [delta["seq"] for delta in later] == [4]
+    assert shown(f, d(5, "e")) == [5]
+
+
+def test_a_gap_after_a_catch_up_asks_again():
+    f = DeltaFilter()
+    f.await_catch_up(7)
+    f.delta(d(3, "c"))
+    f.delta(d(5, "e"))  # 4 is missing after the catch-up's 3
+    later = f.caught_up(events.catch_up(7, 2, "ab", ""))
+    assert [delta["seq"] for delta in later] == [3]
+    assert f.awaiting(7)  # 5 is held: the socket asks for another catch-up
+
+
+def test_an_answer_the_socket_never_saw_start_shows_from_any_number():
+    f = DeltaFilter()
+    assert shown(f, d(4, "d"), d(5, "e")) == [4, 5]
 
 
 def test_a_catch_up_not_asked_for_or_given_up_on_shows_nothing():

@@ -26,7 +26,7 @@ from django.http import HttpRequest
 from conversations.forms import SettingsForm
 from conversations.models import Conversation, GatewayModel, Message
 from conversations.relay import admission, events, fragments, frames, generation, turns
-from conversations.relay.catchup import DeltaFilter
+from conversations.relay.catchup import DeltaFilter, Gap
 
 # The close code for a socket whose session ended: neither htmx nor chatsite.js reconnects
 # on it (a new handshake would be refused), and the page says why.
@@ -260,14 +260,19 @@ class ChatConsumer(AsyncWebsocketConsumer):
         if answer is None:
             return
         if answer.is_streaming:
-            # Ask the generation (in whichever process runs it) for its text so far;
-            # deltas that arrive meanwhile are held, and those the reply covers dropped.
-            self.deltas.await_catch_up(answer.pk)
-            await generation.request_snapshot(answer.pk, self.channel_name)
-            self.deadline = asyncio.create_task(self.catch_up_deadline(answer.pk))
+            await self.catch_up(answer.pk)
         else:
             # Finished while this page was away (or just now): show its final state.
             await self.send(await database_sync_to_async(fragments.done_for)(answer.pk))
+
+    async def catch_up(self, answer_id: int):
+        """Ask the generation (in whichever process runs it) for its text so far; deltas
+        that arrive meanwhile are held, and those the reply covers dropped."""
+        self.deltas.await_catch_up(answer_id)
+        await generation.request_snapshot(answer_id, self.channel_name)
+        if self.deadline:
+            self.deadline.cancel()
+        self.deadline = asyncio.create_task(self.catch_up_deadline(answer_id))
 
     async def catch_up_deadline(self, answer_id: int):
         await asyncio.sleep(settings.STREAM_CATCH_UP_TIMEOUT)
@@ -304,8 +309,11 @@ class ChatConsumer(AsyncWebsocketConsumer):
         await self.send(fragments.status(event["message"], event["text"]))
 
     async def chat_delta(self, event: events.Delta):
-        if self.deltas.delta(event) is not None:
-            await self.send(fragments.delta(event))
+        shown = self.deltas.delta(event)
+        if isinstance(shown, Gap):  # one was lost on the way: heal now, not at the end
+            await self.catch_up(shown.answer_id)
+        elif shown is not None:
+            await self.send(fragments.delta(shown))
 
     async def chat_catch_up(self, event: events.CatchUp):
         later = self.deltas.caught_up(event)
@@ -315,6 +323,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await self.send(frame)
         for delta in later:
             await self.send(fragments.delta(delta))
+        if self.deltas.awaiting(event["message"]):  # another was lost after it
+            await self.catch_up(event["message"])
 
     async def chat_catch_up_timeout(self, event: events.CatchUpTimeout):
         """No generation answered: it has just ended, or its process died. Show what is stored."""
