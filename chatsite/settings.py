@@ -290,6 +290,9 @@ UPSTREAM_RETRIES = env_int("UPSTREAM_RETRIES", 2)
 UPSTREAM_RETRY_BACKOFF = env_float("UPSTREAM_RETRY_BACKOFF", 1.0)
 # Coalescing window for deltas sent to the browser, and the checkpoint interval.
 STREAM_FLUSH_INTERVAL = env_float("STREAM_FLUSH_INTERVAL", 0.04)
+# A process that falls behind (its event loop lags) gathers deltas for longer, up to
+# this, so every stream keeps moving instead of queueing (relay/pacing.py).
+STREAM_FLUSH_MAX_INTERVAL = env_float("STREAM_FLUSH_MAX_INTERVAL", 0.15)
 # Answers are formatted as they stream (relay/live.py); the open last block is
 # re-rendered at most this often. LIVE_RENDERING=0 streams plain text until the end.
 LIVE_RENDERING = env_bool("LIVE_RENDERING", True)

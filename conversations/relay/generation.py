@@ -41,7 +41,7 @@ from conversations.costs.money import jsonable
 from conversations.gateway import ErrorKind
 from conversations.keys import vault
 from conversations.models import ApiKey, Message
-from conversations.relay import events, fragments
+from conversations.relay import events, fragments, pacing
 from conversations.relay.live import LiveMarkdown
 from conversations.relay.turns import NewTurn
 
@@ -384,8 +384,8 @@ class Generation:
             if (dirty and since >= settings.STREAM_CHECKPOINT_INTERVAL) or since >= settings.STREAM_HEARTBEAT_INTERVAL:
                 await self._checkpoint()
                 last_checkpoint, dirty = time.monotonic(), False
-            # Whatever arrives while we sleep leaves as one frame.
-            await asyncio.sleep(settings.STREAM_FLUSH_INTERVAL)
+            # Whatever arrives while we sleep leaves as one frame (longer while the process is behind).
+            await asyncio.sleep(pacing.flush_interval())
 
     async def _flush(self) -> bool:
         now = time.monotonic()
@@ -491,6 +491,7 @@ async def launch(turn: NewTurn, *, user_id: int, api_key_id: int | None, channel
         events.sidebar_update(conversation.pk, new=turn.new_conversation, origin=channel_name),
     )
     generation.task = asyncio.create_task(generation.run())
+    pacing.loop_lag().ensure_running(busy=lambda: bool(_running))
     return generation
 
 
