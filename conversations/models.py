@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Iterable
+from datetime import date
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.db.models.signals import post_delete
 from django.dispatch import receiver
 from django.urls import reverse
@@ -10,7 +13,7 @@ from django.utils import timezone
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
 
-from conversations.costs.money import MoneyField
+from conversations.costs.money import MoneyField, to_units
 from conversations.gateway import ErrorKind
 from conversations.keys import vault
 from conversations.tree import Tree
@@ -321,6 +324,15 @@ class Attachment(models.Model):
         return f"image-{self.pk}.{extension.get(self.mime_type, 'bin')}"
 
 
+class CostLogQuerySet(models.QuerySet):
+    def bulk_create(self, objs, *args, **kwargs):
+        # Bulk inserts skip save(): their rollups are added here, in the same transaction.
+        with transaction.atomic(using=self.db, savepoint=False):
+            created = super().bulk_create(objs, *args, **kwargs)
+            CostRollup.record(created)
+        return created
+
+
 class CostLog(models.Model):
     """The ledger: one row per generation that got a final chunk, as the gateway reported it."""
 
@@ -340,12 +352,14 @@ class CostLog(models.Model):
     final_chunk = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = CostLogQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
-        # Time, user, model: the two indexes carry the columns the cost pages group, filter
-        # and sum, so SQLite answers from the index alone (bench/dashboard.py and README
-        # "Cost dashboard"). Migration 0004 adds one more on SQLite: the ledger by UTC
-        # day and model, for the per-day sums without a sort.
+        # Time, user, model: the two indexes carry the columns the cost pages still read
+        # from the ledger (the top conversations, the Usage page's conversations), so
+        # SQLite answers from the index alone. The sums by day, user and model read
+        # CostRollup (migration 0008 dropped 0004's SQLite index by UTC day for them).
         indexes = [
             models.Index(
                 fields=[
@@ -364,6 +378,152 @@ class CostLog(models.Model):
 
     def __str__(self) -> str:
         return f"{self.model_name} {self.cost_total}"
+
+    def save(self, *args, **kwargs):
+        # The row and its day's rollup change together, or not at all.
+        with transaction.atomic(savepoint=False):
+            if not self._state.adding:
+                CostRollup.record(CostLog.objects.filter(pk=self.pk), sign=-1)
+            super().save(*args, **kwargs)
+            CostRollup.record([self])
+
+
+@receiver(post_delete, sender=CostLog)
+def _unroll_cost_log(sender, instance: CostLog, **kwargs):
+    """A deleted ledger row leaves its day's rollup (in the deleting transaction)."""
+    CostRollup.record([instance], sign=-1)
+
+
+_ROLLUP_SUMS = (
+    "generations",
+    "warned",
+    "input_tokens",
+    "output_tokens",
+    "total_tokens",
+    "cost_input",
+    "cost_output",
+    "cost_total",
+)
+
+
+class CostRollup(models.Model):
+    """The ledger summed per day, user and model, so the cost pages read days × users ×
+    models rows instead of every generation (costs/ledger.py).
+
+    Kept in step with the ledger in the same transaction as each ledger row: by
+    CostLog.save(), CostLog.objects.bulk_create() and the deletion of a ledger row; a
+    deleted user's rollups go to no user, as their ledger rows do (SET_NULL on both).
+    QuerySet.update() on the ledger and raw SQL are not followed: after those, run
+    `manage.py rebuild_cost_rollups`, which rebuilds them from the ledger.
+
+    `day` is the ledger row's date in TIME_ZONE (the settings' default, UTC unless set),
+    the same days the dashboard's periods and chart are made of. After changing
+    TIME_ZONE, rebuild them: days already summed are not moved.
+
+    Amounts are integer picounits like the ledger's, so every sum stays exact. Rows of
+    ledger rows without a user are not merged (NULLs never conflict): several rows for
+    one day and model may exist there, and every reader sums them.
+    """
+
+    day = models.DateField()
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, models.SET_NULL, null=True, related_name="+")
+    service_name = models.CharField(max_length=100)
+    model_name = models.CharField(max_length=100)
+    generations = models.BigIntegerField(default=0)
+    warned = models.BigIntegerField(default=0, help_text="Generations with gateway warnings.")
+    input_tokens = models.BigIntegerField(default=0)
+    output_tokens = models.BigIntegerField(default=0)
+    total_tokens = models.BigIntegerField(default=0)
+    cost_input = MoneyField(default=0)
+    cost_output = MoneyField(default=0)
+    cost_total = MoneyField(default=0)
+
+    SUMS = _ROLLUP_SUMS
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["day", "user", "service_name", "model_name"], name="unique_cost_rollup"),
+        ]
+        indexes = [
+            # A period's rows in (day, model) order, with every sum: the per-day sums and
+            # the user table read this index alone, and the former need no sort.
+            models.Index(
+                fields=["day", "service_name", "model_name", "user", *_ROLLUP_SUMS], name="costrollup_day_totals"
+            ),
+            # One user's days (their Usage page, their budget, the dashboard filtered by them).
+            models.Index(fields=["user", "day"], name="costrollup_user_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.model_name} {self.cost_total}"
+
+    @staticmethod
+    def day_of(moment) -> date:
+        return timezone.localtime(moment, timezone.get_default_timezone()).date()
+
+    @classmethod
+    def record(cls, logs: Iterable[CostLog], *, sign: int = 1) -> None:
+        """Add ledger rows to their rollups (sign=-1: take them out). Call inside the
+        transaction that writes or deletes them; one statement per day, user and model."""
+        groups: dict[tuple, list[int]] = {}
+        for log in logs:
+            key = (cls.day_of(log.created_at), log.user_id, log.service_name, log.model_name)
+            sums = groups.setdefault(key, [0] * len(cls.SUMS))
+            values = (
+                1,
+                1 if log.warnings != [] else 0,  # as the ledger counts them: ~Q(warnings=[])
+                log.input_tokens or 0,
+                log.output_tokens or 0,
+                log.total_tokens or 0,
+                to_units(log.cost_input or 0),
+                to_units(log.cost_output or 0),
+                to_units(log.cost_total or 0),
+            )
+            for i, value in enumerate(values):
+                sums[i] += sign * value
+        for key, sums in groups.items():
+            cls._add(key, sums)
+
+    @classmethod
+    def _add(cls, key: tuple, sums: list[int]) -> None:
+        table = connection.ops.quote_name(cls._meta.db_table)
+        day, user_id, service_name, model_name = key
+        params = [connection.ops.adapt_datefield_value(day), user_id, service_name, model_name, *sums]
+        columns = ", ".join(["day", "user_id", "service_name", "model_name", *cls.SUMS])
+        placeholders = ", ".join(["%s"] * len(params))
+        with connection.cursor() as cursor:
+            if user_id is None:
+                # NULLs never conflict: add to any one of the key's rows, else start one.
+                added = ", ".join(f"{name} = {name} + %s" for name in cls.SUMS)
+                cursor.execute(
+                    f"UPDATE {table} SET {added} WHERE id = (SELECT MIN(id) FROM {table} WHERE day = %s "
+                    "AND user_id IS NULL AND service_name = %s AND model_name = %s)",
+                    [*sums, params[0], service_name, model_name],
+                )
+                if not cursor.rowcount:
+                    cursor.execute(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", params)
+                elif any(value < 0 for value in sums):
+                    # The last of the key's ledger rows went: so do its rollups.
+                    key_is = "day = %s AND user_id IS NULL AND service_name = %s AND model_name = %s"
+                    cursor.execute(
+                        f"DELETE FROM {table} WHERE {key_is} AND (SELECT SUM(generations) FROM {table} WHERE {key_is}) = 0",
+                        [params[0], service_name, model_name] * 2,
+                    )
+                return
+            # One statement, safe against a concurrent first row for the same key.
+            added = ", ".join(f"{name} = {table}.{name} + excluded.{name}" for name in cls.SUMS)
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
+                f"ON CONFLICT (day, user_id, service_name, model_name) DO UPDATE SET {added}",
+                params,
+            )
+            if any(value < 0 for value in sums):
+                # The last of a key's ledger rows went: so does its rollup.
+                cursor.execute(
+                    f"DELETE FROM {table} WHERE day = %s AND user_id = %s AND service_name = %s "
+                    "AND model_name = %s AND generations = 0",
+                    params[:4],
+                )
 
 
 class ApiKey(models.Model):

@@ -11,7 +11,6 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.management import call_command
-from django.db import connection
 from django.utils import timezone
 
 from conversations.costs import ledger
@@ -450,17 +449,6 @@ def test_the_chart_scale_is_round():
     assert nice_ceiling(Decimal("7.5")) == Decimal("8")
     assert nice_ceiling(Decimal("9")) == Decimal("10")
     assert nice_ceiling(Decimal("0")) == Decimal("1")
-
-
-@pytest.mark.skipif(connection.vendor != "sqlite", reason="the day index is SQLite's")
-def test_sqlite_groups_days_from_the_day_index(alice):
-    """Migration 0004's expression index must exist and match ledger.UtcDay (bench/dashboard.py)."""
-    query = ledger.Scope(ledger.Period.this_month()).cost_logs_by_day().values("day", "service_name", "model_name")
-    sql, params = query.annotate(n=ledger.Count("*")).query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN QUERY PLAN " + sql, params)
-        plan = " ".join(str(row[-1]) for row in cursor.fetchall())
-    assert "costlog_day_model" in plan and "TEMP B-TREE" not in plan
 
 
 # --- each user's own usage ----------------------------------------------------------------

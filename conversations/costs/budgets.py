@@ -2,7 +2,7 @@
 
 A user's limit is their own Budget if they have one (an empty limit there exempts
 them), else the site's default (SiteSettings), else none. The month-to-date spend is a
-database Sum over the ledger, exact to the picounit. At 80% the user is warned; at
+database Sum over the ledger's daily rollups, exact to the picounit. At 80% the user is warned; at
 100% new generations are refused (consumers.py). A generation already running is never
 cut off: it finishes and its cost goes in the ledger like any other, which is also why
 the spend can end up above the limit.
@@ -19,7 +19,7 @@ from django.db.models import Sum
 
 from conversations.costs import ledger
 from conversations.costs.money import format_money
-from conversations.models import Budget, CostLog, SiteSettings
+from conversations.models import Budget, CostRollup, SiteSettings
 
 WARNING_SHARE = Decimal("0.8")
 
@@ -76,10 +76,10 @@ def monthly_limit(user: AbstractBaseUser) -> Decimal | None:
 
 
 def spent_this_month(user: AbstractBaseUser) -> Decimal:
-    total = CostLog.objects.filter(user_id=user.pk, created_at__gte=ledger.month_start()).aggregate(
-        total=Sum("cost_total")
-    )["total"]
-    return total or Decimal(0)
+    # From the rollups: at most a row per day and model, always equal to the ledger's sum.
+    month = ledger.Period.this_month()
+    total = CostRollup.objects.filter(user_id=user.pk, day__gte=month.start).aggregate(total=Sum("cost_total"))
+    return total["total"] or Decimal(0)
 
 
 def state(user: AbstractBaseUser) -> BudgetState:

@@ -3,11 +3,16 @@
 `settle()` writes what an ended answer leaves besides its text (its CostLog row, its
 images, its key's use) in the transaction that ends it. The rest reads.
 
-Every query here aggregates CostLog rows (or counts Message rows) in SQL, with Sum and
-Count over values() groups; no ledger row is loaded into Python. Sums are exact on
-every database because money is stored as integer picounits (see money.py). Python
-only adds up the few grouped rows (days × models) into the period's totals, which is
-exact too: Decimal addition.
+The dashboard's sums (totals, chart, user and model tables, their CSVs) read the
+rollups (CostRollup: the ledger summed per day, user and model, kept in step with it),
+so a period costs days × users × models rows, not one per generation. What needs
+finer grain reads the ledger itself: the costliest conversations, the Usage page's
+conversations, the ledger CSV; answers with no cost reported are Message rows, counted
+through their status index. All of it is aggregated in SQL, with Sum and Count over
+values() groups; no ledger row is loaded into Python. Sums are exact on every database
+because money is stored as integer picounits (see money.py). Python only adds up the
+few grouped rows (days × models) into the period's totals, which is exact too:
+Decimal addition.
 """
 
 from __future__ import annotations
@@ -17,29 +22,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from django.contrib.auth import get_user_model
-from django.db import connection
-from django.db.models import Aggregate, Count, DateField, F, Func, Q, QuerySet, Sum
-from django.db.models.functions import TruncDate
+from django.db.models import Aggregate, Count, F, Q, QuerySet, Sum
 from django.utils import timezone
 
 from conversations.costs.money import jsonable
 from conversations.gateway import Final
 from conversations.images import CheckedImage
-from conversations.models import ApiKey, Attachment, Conversation, CostLog, GatewayModel, Message
+from conversations.models import ApiKey, Attachment, Conversation, CostLog, CostRollup, GatewayModel, Message
 
-if TYPE_CHECKING:
-    from typing import TypedDict
-
-    from django_stubs_ext import WithAnnotations
-
-    class _Day(TypedDict):  # what cost_logs_by_day() adds to each row
-        day: date
-
-
-_Logs = TypeVar("_Logs", bound="QuerySet[CostLog]")  # CostLog rows, with or without their day
+# Ledger rows, or their rollups: a Scope narrows either the same way.
+_Rows = TypeVar("_Rows", "QuerySet[CostLog]", "QuerySet[CostRollup]")
 
 # --- writing: one call when an answer ends ------------------------------------------
 
@@ -168,24 +163,16 @@ class Scope:
         start, end = self.period.bounds()
         return self._narrow(CostLog.objects.filter(created_at__gte=start, created_at__lt=end))
 
-    def cost_logs_by_day(self) -> QuerySet[WithAnnotations[CostLog, _Day]]:
-        """The same rows, each with its `day`, selected so that grouping by day is cheap."""
-        if not utc_days_on_sqlite():
-            return self.cost_logs().annotate(day=TruncDate("created_at"))
-        if self.user_id is not None:
-            # One user's rows are few: the user index finds them, sorting them is cheap.
-            return self.cost_logs().annotate(day=UtcDay("created_at"))
-        # Everyone's rows, selected by the indexed day expression itself, so SQLite walks
-        # costlog_day_model in day order and never sorts them.
-        logs = CostLog.objects.annotate(day=UtcDay("created_at"))
-        return self._narrow(logs.filter(day__gte=self.period.start, day__lte=self.period.end))
+    def rollups(self) -> QuerySet[CostRollup]:
+        """The same ledger rows, summed per day, user and model (see CostRollup)."""
+        return self._narrow(CostRollup.objects.filter(day__gte=self.period.start, day__lte=self.period.end))
 
-    def _narrow(self, logs: _Logs) -> _Logs:
+    def _narrow(self, rows: _Rows) -> _Rows:
         if self.user_id is not None:
-            logs = logs.filter(user_id=self.user_id)
+            rows = rows.filter(user_id=self.user_id)
         if self.model_name is not None:
-            logs = logs.filter(service_name=self.service_name, model_name=self.model_name)
-        return logs.order_by()  # no Meta ordering in GROUP BY queries
+            rows = rows.filter(service_name=self.service_name, model_name=self.model_name)
+        return rows.order_by()  # no Meta ordering in GROUP BY queries
 
     def no_cost_messages(self) -> QuerySet[Message]:
         start, end = self.period.bounds()
@@ -201,6 +188,7 @@ class Scope:
 
 # One values() row: its group (day, model, user...) and its sums by name.
 Row = dict[str, Any]
+MONEY_FIELDS = ("cost", "cost_input", "cost_output")
 SUM_FIELDS = ("cost", "cost_input", "cost_output", "input_tokens", "output_tokens", "tokens", "generations", "warned")
 # Each aggregate costs SQLite time on every row, so pages ask only for what they show.
 PAGE_SUMS = ("cost", "input_tokens", "output_tokens", "tokens", "generations", "warned")
@@ -208,6 +196,7 @@ TABLE_SUMS = ("cost", "tokens", "generations")
 
 
 def _sums(names: Iterable[str]) -> dict[str, Aggregate]:
+    """Sums over CostLog rows (one row, one generation)."""
     sums = {
         "cost": Sum("cost_total"),
         "cost_input": Sum("cost_input"),
@@ -219,6 +208,12 @@ def _sums(names: Iterable[str]) -> dict[str, Aggregate]:
         "warned": Count("pk", filter=~Q(warnings=[])),
     }
     return {name: sums[name] for name in names}
+
+
+def _rollup_sums(names: Iterable[str]) -> dict[str, Aggregate]:
+    """The same sums over CostRollup rows, which hold them already summed."""
+    columns = {"cost": "cost_total", "tokens": "total_tokens"}
+    return {name: Sum(columns.get(name, name)) for name in names}
 
 
 @dataclass
@@ -237,8 +232,13 @@ class Totals:
 
     @classmethod
     def of(cls, row: Row) -> Totals:
-        # A sum that is None (nothing reported) or 0 keeps the field's default.
-        return cls(**{name: value for name in SUM_FIELDS if (value := row.get(name))})
+        # A sum that is None (nothing reported) or 0 keeps the field's default. PostgreSQL
+        # sums bigint columns (the rollups') as numeric: counts come back as Decimal.
+        sums: dict[str, Any] = {}
+        for name in SUM_FIELDS:
+            if value := row.get(name):
+                sums[name] = value if name in MONEY_FIELDS else int(value)
+        return cls(**sums)
 
     def add(self, other: Totals) -> None:
         for name in SUM_FIELDS:
@@ -259,25 +259,9 @@ class Group:
     filter: str = ""  # the dashboard's filter value for it (user=..., model=...)
 
 
-class UtcDay(Func):
-    """created_at's UTC date on SQLite: the first ten characters of the stored text.
-
-    Written exactly as the SQLite-only index of migration 0004 (costlog_day_model), so
-    SQLite reads the period's rows in day order and sums them without sorting.
-    TruncDate would call a Python function for every row there.
-    """
-
-    template = "substr(%(expressions)s, 1, 10)"
-    output_field = DateField()
-
-
-def utc_days_on_sqlite() -> bool:
-    return connection.vendor == "sqlite" and timezone.get_current_timezone_name() in ("UTC", "Etc/UTC")
-
-
 def daily(scope: Scope, sums: Iterable[str] = PAGE_SUMS) -> list[Row]:
     """Sums per day and model: the chart, and (added up) the totals and the model table."""
-    return list(scope.cost_logs_by_day().values("day", "service_name", "model_name").annotate(**_sums(sums)))
+    return list(scope.rollups().values("day", "service_name", "model_name").annotate(**_rollup_sums(sums)))
 
 
 def totals_of(groups: Iterable[Row | Totals]) -> Totals:
@@ -306,9 +290,8 @@ def by_model(daily_rows: list[Row], total_cost: Decimal) -> list[Group]:
 
 
 def by_user(scope: Scope, total_cost: Decimal, sums: Iterable[str] = TABLE_SUMS) -> list[Group]:
-    """Sums per user. The table's columns are all in the covering index costlog_time_totals,
-    and few columns are quick to carry through SQLite's GROUP BY sort."""
-    rows = list(scope.cost_logs().values("user_id").annotate(**_sums(sums)))
+    """Sums per user, from the rollups."""
+    rows = list(scope.rollups().values("user_id").annotate(**_rollup_sums(sums)))
     users = get_user_model().objects.filter(pk__in=[r["user_id"] for r in rows if r["user_id"]])
     names = dict(users.values_list("pk", "username"))
     groups = []

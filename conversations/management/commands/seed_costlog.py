@@ -6,7 +6,8 @@ Adds N CostLog rows over the last 90 days, in time order as a real ledger grows,
 100 users (seed-user-001 ... seed-user-100, created if missing, with no usable password)
 and 5 models, with tiny exact costs priced per token like a real gateway's and a few
 warnings. It also adds a few conversations per user for the rows to belong to, and one
-answer in a hundred that ended without a final chunk ("no cost reported").
+answer in a hundred that ended without a final chunk ("no cost reported"), then rebuilds
+the dashboard's daily rollups from the whole ledger in one statement.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.hashers import make_password
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
+from conversations.costs import rollups
 from conversations.costs.money import from_units
-from conversations.models import Conversation, CostLog, Message
+from conversations.models import Conversation, CostLog, CostRollup, Message
 
 DAYS = 90
 USERS = 100
@@ -89,11 +92,13 @@ class Command(BaseCommand):
                             created_at=first + timedelta(seconds=fraction * span),
                         )
                     )
-                CostLog.objects.bulk_create(batch)
+                # Plain inserts: the rollups are built in one statement at the end.
+                QuerySet[CostLog](CostLog).bulk_create(batch)
                 done = min(offset + batch_size, rows)
                 if done % 100_000 < batch_size:
                     self.stdout.write(f"  {done:,} rows…")
             no_cost = self._no_cost_answers(rng, conversations, rows // 100, first, span)
+            rollups.rebuild(CostLog, CostRollup)
         self.stdout.write(
             f"Added {rows:,} ledger rows over the last {DAYS} days ({len(users)} users, {len(MODELS)} models, "
             f"{sum(map(len, conversations.values())):,} conversations) and {no_cost:,} answers with no cost "
