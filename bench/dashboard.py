@@ -1,6 +1,7 @@
 """Times the cost dashboard's server-side rendering over a big ledger.
 
     .venv/bin/python bench/dashboard.py [--rows 1000000] [--runs 9] [--db PATH] [--explain] [--analyze]
+                                        [--json FILE]
 
 Creates a fresh SQLite database in a temporary directory (or uses DATABASE_URL if it is
 set: a scratch database, as it gets seeded), migrates it, seeds N ledger rows with
@@ -9,14 +10,20 @@ dashboard as a staff user through Django's test Client — the whole view, its q
 and the template, no network — several times per scenario, and prints the median and
 90th percentile. A benchmark, not a test: run it by hand.
 
+Every scenario asks for a fixed period: the days the seeded ledger spans (its first to
+its last day), or the last 30 of them, never "this month", whose share of the rows
+depends on the date the benchmark runs.
+
 `--db PATH` keeps the SQLite file there (seeded once, reused by later runs: handy to
 compare indexes); `--explain` prints each query's time and plan; `--analyze` runs
-ANALYZE first, as a deployment that runs `PRAGMA optimize` would have (the app does not).
+ANALYZE first, as a deployment that runs `PRAGMA optimize` would have (the app does not);
+`--json FILE` also writes the table there, one object per scenario.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import sys
@@ -35,6 +42,7 @@ def parse_args():
     parser.add_argument("--db", help="SQLite file to create or reuse (default: a fresh one in a temp dir)")
     parser.add_argument("--explain", action="store_true", help="print each query's time and plan")
     parser.add_argument("--analyze", action="store_true", help="run ANALYZE first (query plans from statistics)")
+    parser.add_argument("--json", metavar="FILE", help="also write the results there, one object per scenario")
     return parser.parse_args()
 
 
@@ -85,15 +93,21 @@ def staff_client():
 
 
 def scenarios():
-    from conversations.costs.ledger import Period
+    from django.db.models import Max, Min
 
-    days90 = Period.last_days(90)
+    from conversations.costs.ledger import Period
+    from conversations.models import CostRollup
+
+    days = CostRollup.objects.aggregate(first=Min("day"), last=Max("day"))
+    seeded = Period(days["first"], days["last"]) if days["first"] else Period.last_days(90)
+    last30 = Period(max(seeded.start, Period.last_days(30, seeded.end).start), seeded.end)
+    span = f"from={seeded.start}&to={seeded.end}"
     return [
-        ("this month (default)", "/dashboard/costs/", {}),
-        ("last 90 days", f"/dashboard/costs/?from={days90.start}&to={days90.end}", {}),
-        ("one user, this month", "/dashboard/costs/?user=seed-user-042", {}),
-        ("one model, this month", "/dashboard/costs/?model=google-gemini/gemini-2.0-flash", {}),
-        ("sort a table (htmx)", "/dashboard/costs/?users_sort=name", {"HTTP_HX_REQUEST": "true"}),
+        (f"all {len(seeded.days())} days", f"/dashboard/costs/?{span}", {}),
+        ("last 30 days", f"/dashboard/costs/?from={last30.start}&to={last30.end}", {}),
+        ("one user, all days", f"/dashboard/costs/?{span}&user=seed-user-042", {}),
+        ("one model, all days", f"/dashboard/costs/?{span}&model=google-gemini/gemini-2.0-flash", {}),
+        ("sort a table (htmx)", f"/dashboard/costs/?{span}&users_sort=name", {"HTTP_HX_REQUEST": "true"}),
     ]
 
 
@@ -135,6 +149,7 @@ def main():
         analyze()
     print(f"Ready in {time.monotonic() - started:.0f} s.\n")
     client = staff_client()
+    results = []
     print(f"{'scenario':<24} {'rows':>9} {'median':>9} {'p90':>9} {'min':>9}")
     for name, url, headers in scenarios():
         response = client.get(url, **headers)  # warm-up: caches, first query plans
@@ -146,9 +161,24 @@ def main():
             timings.append((time.perf_counter() - t0) * 1000)
         timings.sort()
         p90 = timings[min(len(timings) - 1, round(0.9 * (len(timings) - 1)))]
-        print(f"{name:<24} {rows_in(url):>9,} {statistics.median(timings):>7.0f}ms {p90:>7.0f}ms {timings[0]:>7.0f}ms")
+        median, rows = statistics.median(timings), rows_in(url)
+        print(f"{name:<24} {rows:>9,} {median:>7.0f}ms {p90:>7.0f}ms {timings[0]:>7.0f}ms", flush=True)
+        results.append(
+            {
+                "scenario": name,
+                "url": url,
+                "rows": rows,
+                "median_ms": round(median, 2),
+                "p90_ms": round(p90, 2),
+                "min_ms": round(timings[0], 2),
+                "runs": args.runs,
+                "database": connection.vendor,
+            }
+        )
         if args.explain:
             explain(client, url, headers)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":
