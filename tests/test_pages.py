@@ -294,5 +294,5 @@ def test_the_socket_shows_the_label_too(alice, db_models):
     assert "Gemini 3 Pro (thinking)</div>" in fragments.done_for(answer.pk)
     # A new answer is drawn from its model's id alone (its service is not at hand there).
     question = conversation.messages.create(role="user", content="Again")
-    turn = fragments.turn_for(question.pk, answer.pk + 100, "gemini-3-pro-thinking-preview")
+    turn = fragments.turn_for(question, answer.pk + 100, "gemini-3-pro-thinking-preview")
     assert '<div class="meta" title="gemini-3-pro-thinking-preview">Gemini 3 Pro (thinking)</div>' in turn

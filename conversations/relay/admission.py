@@ -18,7 +18,7 @@ from decimal import Decimal
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db import connection, transaction
-from django.db.models import Max
+from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from conversations.costs import budgets
@@ -71,16 +71,18 @@ def busy(conversation: Conversation) -> bool:
 
 def limits_refusal(user: User) -> str | None:
     """Why the user may not start another generation now, or None if they may."""
-    streaming = Message.objects.filter(conversation__user=user, status=Message.Status.STREAMING).count()
-    if streaming >= settings.MAX_CONCURRENT_GENERATIONS:
+    counts = Message.objects.filter(conversation__user=user).aggregate(
+        streaming=Count("id", filter=Q(status=Message.Status.STREAMING)),
+        recent=Count(
+            "id", filter=Q(role=Message.Role.ASSISTANT, created_at__gte=timezone.now() - timedelta(minutes=1))
+        ),
+    )
+    if (streaming := counts["streaming"]) >= settings.MAX_CONCURRENT_GENERATIONS:
         return (
             f"You already have {streaming} answers being generated; the limit is "
             f"{settings.MAX_CONCURRENT_GENERATIONS}. Wait for one to finish or stop it."
         )
-    recent = Message.objects.filter(
-        conversation__user=user, role=Message.Role.ASSISTANT, created_at__gte=timezone.now() - timedelta(minutes=1)
-    ).count()
-    if recent >= settings.MAX_MESSAGES_PER_MINUTE:
+    if (recent := counts["recent"]) >= settings.MAX_MESSAGES_PER_MINUTE:
         return (
             f"You have sent {recent} messages in the last minute; the limit is "
             f"{settings.MAX_MESSAGES_PER_MINUTE}. Wait a moment and send again."

@@ -291,15 +291,8 @@ class ChatConsumer(AsyncWebsocketConsumer):
             await super().dispatch(message)
 
     async def chat_turn(self, event: events.Turn):
-        if event["thread"]:
-            # A new version: the messages shown are redrawn, the new answer empty.
-            html = await database_sync_to_async(fragments.thread_for)(event["conversation"], event["answer"])
-        else:
-            html = await database_sync_to_async(fragments.turn_for)(
-                event["question"], event["answer"], event["model_name"], event["previous"]
-            )
         self.deltas.started(event["answer"])
-        await self.send(html)
+        await self.send(event["html"])
 
     async def chat_thread(self, event: events.Thread):
         """Another version was picked (in this tab or another): redraw the messages shown."""
@@ -334,8 +327,7 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_done(self, event: events.Done):
         self.deltas.forget(event["message"])
-        # Rendering a long answer's markdown takes a while: not on the event loop.
-        await self.send(await database_sync_to_async(fragments.done_for)(event["message"]))
+        await self.send(event["html"])
 
     async def sidebar_remove(self, event: events.SidebarRemove):
         """A conversation was deleted (maybe in another tab): out of the sidebar."""
@@ -344,7 +336,10 @@ class ChatConsumer(AsyncWebsocketConsumer):
     async def sidebar_update(self, event: events.SidebarUpdate):
         # The socket that started a new conversation already added it to its sidebar.
         prepend = event.get("new", False) and event.get("origin") != self.channel_name
-        await self.send(await database_sync_to_async(fragments.sidebar_item_for)(event["conversation"], prepend))
+        if "item" in event:
+            await self.send(fragments.sidebar_placed(event["item"], prepend))
+        else:
+            await self.send(await database_sync_to_async(fragments.sidebar_item_for)(event["conversation"], prepend))
 
     async def access_revoked(self, event: events.AccessRevoked):
         """The user logged out (this session's sockets close) or lost her account (all do)."""

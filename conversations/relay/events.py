@@ -38,15 +38,12 @@ def control_group(answer_id: int) -> str:
 
 
 class Turn(TypedDict):
-    """A new question and its empty answer (or, with `thread`, a new version to redraw)."""
+    """A new question and its empty answer (or a new version, the messages redrawn)."""
 
     type: Literal["chat.turn"]
     conversation: int
-    question: int
     answer: int
-    model_name: str
-    thread: bool  # a new version: the messages shown are redrawn
-    previous: int | None  # the answer the question follows (it loses its Regenerate button)
+    html: str  # rendered once for every socket (fragments.turn_html)
 
 
 class Formatted(TypedDict):
@@ -84,6 +81,7 @@ class Done(TypedDict):
 
     type: Literal["chat.done"]
     message: int
+    html: str  # that state, rendered once for every socket (fragments.done_for)
 
 
 class Thread(TypedDict):
@@ -93,16 +91,8 @@ class Thread(TypedDict):
     conversation: int
 
 
-def turn(*, conversation: int, question: int, answer: int, model_name: str, thread: bool, previous: int | None) -> Turn:
-    return {
-        "type": "chat.turn",
-        "conversation": conversation,
-        "question": question,
-        "answer": answer,
-        "model_name": model_name,
-        "thread": thread,
-        "previous": previous,
-    }
+def turn(*, conversation: int, answer: int, html: str) -> Turn:
+    return {"type": "chat.turn", "conversation": conversation, "answer": answer, "html": html}
 
 
 def delta(message: int, seq: int, answer: str, thinking: str) -> Delta:
@@ -113,8 +103,8 @@ def status(message: int, text: str) -> Status:
     return {"type": "chat.status", "message": message, "text": text}
 
 
-def done(message: int) -> Done:
-    return {"type": "chat.done", "message": message}
+def done(message: int, html: str) -> Done:
+    return {"type": "chat.done", "message": message, "html": html}
 
 
 def thread(conversation: int) -> Thread:
@@ -189,6 +179,7 @@ class SidebarUpdate(TypedDict):
 
     type: Literal["sidebar.update"]
     conversation: int
+    item: NotRequired[str]  # its item, rendered once for every socket (else each renders it)
     new: NotRequired[bool]
     origin: NotRequired[str]  # the socket that started it has drawn it already
 
@@ -198,8 +189,10 @@ class SidebarRemove(TypedDict):
     conversation: int
 
 
-def sidebar_update(conversation: int, *, new: bool = False, origin: str = "") -> SidebarUpdate:
+def sidebar_update(conversation: int, *, item: str = "", new: bool = False, origin: str = "") -> SidebarUpdate:
     event: SidebarUpdate = {"type": "sidebar.update", "conversation": conversation}
+    if item:
+        event["item"] = item
     if new:
         event["new"], event["origin"] = True, origin
     return event

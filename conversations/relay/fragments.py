@@ -1,8 +1,10 @@
 """The htmx fragments the chat socket sends, one function per kind.
 
 Each renders a partial of templates/conversations/stream.html (or a partial the page
-itself uses), so what a socket swaps in is what a reload would show. The `*_for`
-functions read the database: the consumer calls them off the event loop.
+itself uses), so what a socket swaps in is what a reload would show. The `*_for` and
+`*_html` functions read the database: they run off the event loop. What every socket
+of a conversation shows alike (a new turn, a finished answer, a sidebar item) is
+rendered once by the generation and carried in its event, not once per socket.
 
 Daphne refuses to send a message over WEBSOCKET_MAX_MESSAGE_BYTES (it closes the socket
 with 1011): a finished answer, or a redrawn thread, larger than SOCKET_HTML_MAX_BYTES
@@ -16,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from django.conf import settings
+from django.db.models import Exists, OuterRef
 from django.template.loader import render_to_string
 from django.utils.html import escape
 from django.utils.safestring import mark_safe
@@ -24,6 +27,7 @@ from conversations.costs import budgets
 from conversations.forms import SettingsForm
 from conversations.models import Conversation, Message
 from conversations.relay import events
+from conversations.relay.turns import NewTurn
 
 
 def _render(partial: str, context: Mapping[str, Any]) -> str:
@@ -88,10 +92,16 @@ def _as_started(answer_id: int, model_name: str, conversation_id: int | None = N
     return answer
 
 
-def turn_for(question_id: int | None, answer_id: int, model_name: str, previous: int | None = None) -> str:
+def turn_html(turn: NewTurn) -> str:
+    """A new turn as every socket shows it; rendered once, when it starts (generation.launch)."""
+    if turn.redraw:  # a new version: the messages shown are redrawn
+        return thread_for(turn.conversation.pk, turn.answer.pk)
+    return turn_for(turn.question, turn.answer.pk, turn.answer.model_name, turn.previous)
+
+
+def turn_for(question: Message | None, answer_id: int, model_name: str, previous: int | None = None) -> str:
     """The new question and an empty streaming answer, appended to the messages shown.
     `previous` (the answer the question follows) loses its Regenerate button."""
-    question = Message.objects.get(pk=question_id) if question_id else None
     return _render("turn", {"question": question, "answer": _as_started(answer_id, model_name), "previous": previous})
 
 
@@ -201,14 +211,28 @@ def accepted(conversation: Conversation, *, new: bool) -> str:
 
 
 def sidebar_item_for(conversation_id: int, prepend: bool) -> str:
-    conversation = Conversation.objects.only("id", "title").filter(pk=conversation_id).first()
+    conversation = (
+        Conversation.objects.only("id", "title")
+        .annotate(
+            generating=Exists(Message.objects.filter(conversation=OuterRef("pk"), status=Message.Status.STREAMING))
+        )
+        .filter(pk=conversation_id)
+        .first()
+    )
     if conversation is None:  # deleted meanwhile
         return sidebar_remove(conversation_id)
-    generating = conversation.messages.filter(status=Message.Status.STREAMING).exists()
-    return _render(
-        "sidebar_item",
-        {"c": conversation, "generating_ids": {conversation.pk} if generating else set(), "prepend": prepend},
-    )
+    return sidebar_placed(sidebar_item(conversation, conversation.generating), prepend)
+
+
+def sidebar_item(conversation: Conversation, generating: bool) -> str:
+    """A conversation's sidebar item, from what is at hand (no query)."""
+    generating_ids = {conversation.pk} if generating else set()
+    return _render("sidebar_item", {"c": conversation, "generating_ids": generating_ids})
+
+
+def sidebar_placed(item: str, prepend: bool) -> str:
+    """The item replacing the one shown, or (a new conversation) at the top of the list."""
+    return f'<ul hx-swap-oob="afterbegin:#conversation-list">{item}</ul>' if prepend else item
 
 
 def sidebar_items_for(user, conversation_ids: list[int]) -> str:

@@ -276,9 +276,11 @@ class Generation:
             listener.cancel()
             await self.layer.group_discard(events.control_group(self.message_id), self.channel)
             _running.pop(self.message_id, None)
-            await self.layer.group_send(self.group, events.done(self.message_id))
+            # Rendered once here, for every socket showing it (not once per socket).
+            done, item = await database_sync_to_async(self._final_fragments)()
+            await self.layer.group_send(self.group, events.done(self.message_id, done))
             await self.layer.group_send(
-                events.user_group(self.user_id), events.sidebar_update(self.answer.conversation_id)
+                events.user_group(self.user_id), events.sidebar_update(self.answer.conversation_id, item=item)
             )
         self._log_end(end)
 
@@ -445,6 +447,10 @@ class Generation:
                 gateway_answered=self.received,
             )
 
+    def _final_fragments(self) -> tuple[str, str]:
+        """The answer as stored now, and its conversation's sidebar item."""
+        return fragments.done_for(self.message_id), fragments.sidebar_item_for(self.answer.conversation_id, False)
+
     def _log_end(self, end: Outcome) -> None:
         """One line per answer, for operators: what, how it ended, what it cost, how fast."""
         final = self.final
@@ -474,21 +480,13 @@ async def launch(turn: NewTurn, *, user_id: int, api_key_id: int | None, channel
     layer = events.layer()
     group = events.conversation_group(conversation.pk)
     await layer.group_add(group, channel_name)
-    # Sent before the task exists, so no delta can overtake it.
-    await layer.group_send(
-        group,
-        events.turn(
-            conversation=conversation.pk,
-            question=turn.question.pk,
-            answer=answer.pk,
-            model_name=answer.model_name,
-            thread=turn.redraw,
-            previous=turn.previous,
-        ),
-    )
+    # Rendered once, for every socket; sent before the task exists, so no delta can overtake it.
+    html = await database_sync_to_async(fragments.turn_html)(turn)
+    await layer.group_send(group, events.turn(conversation=conversation.pk, answer=answer.pk, html=html))
+    item = fragments.sidebar_item(conversation, generating=True)
     await layer.group_send(
         events.user_group(user_id),
-        events.sidebar_update(conversation.pk, new=turn.new_conversation, origin=channel_name),
+        events.sidebar_update(conversation.pk, item=item, new=turn.new_conversation, origin=channel_name),
     )
     generation.task = asyncio.create_task(generation.run())
     pacing.loop_lag().ensure_running(busy=lambda: bool(_running))

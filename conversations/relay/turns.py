@@ -4,7 +4,8 @@ A new turn (a question and its empty answer), a regeneration (a fresh answer bes
 old one: a new version of it; Retry after a failure is the same) and an edit (a new
 version of a question, then a fresh answer to it) each store their rows in one
 transaction and return one `NewTurn`, which says everything the relay and the pages
-need: the rows, the history to send, and how the page shows it.
+need: the rows, the history to send, and how the page shows it. They run inside
+admission's transaction, so theirs adds no savepoint (an error undoes both).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def ask(
     """
     now = timezone.now()
     new = conversation is None
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         if conversation is None:
             conversation = Conversation(
                 user=user, title=Conversation.title_from(text), model=model, created_at=now, updated_at=now
@@ -80,7 +81,7 @@ def ask(
         )
         question.save(append=False)
         answer = _new_answer(conversation, question, model, now)
-        history = conversation.history(before=question)
+        history = [] if new else conversation.history(before=question)
     return NewTurn(
         conversation, question, answer, model, history, new_conversation=new, previous=parent.pk if parent else None
     )
@@ -89,7 +90,7 @@ def ask(
 def regenerate(answer: Message, model: GatewayModel) -> NewTurn:
     """A new version of `answer`: a sibling of it, shown from now on."""
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         conversation = Conversation.objects.get(pk=answer.conversation_id)
         question = answer.question()
         if question is None:  # the consumer refuses these first
@@ -103,7 +104,7 @@ def regenerate(answer: Message, model: GatewayModel) -> NewTurn:
 def edit(question: Message, text: str, model: GatewayModel) -> NewTurn:
     """A new version of `question` (a sibling of it, shown from now on) and an empty answer to it."""
     now = timezone.now()
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):
         conversation = Conversation.objects.get(pk=question.conversation_id)
         edited = Message(
             conversation=conversation,
