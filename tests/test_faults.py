@@ -14,7 +14,7 @@ from asgiref.sync import sync_to_async
 from django.test import Client
 
 from conversations.models import Conversation, CostLog, Message
-from conversations.relay import events, generation
+from conversations.relay import events, fragments, generation
 from tests.chat import (
     db,
     frames_until,
@@ -396,6 +396,42 @@ async def test_two_tabs_stream_the_same_answer_and_the_sidebar_marks_it(alice, d
     for socket in (first, second, other_page):
         await socket.disconnect()
     await no_generation_left()
+
+
+async def test_what_every_tab_shows_alike_is_rendered_once_per_answer(
+    alice, db_models, gateway_url, fake_gateway, monkeypatch
+):
+    renders = {"turn": 0, "done": 0, "sidebar": 0}
+
+    def counted(name, render):
+        def wrapper(*args, **kwargs):
+            renders[name] += 1
+            return render(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(fragments, "turn_for", counted("turn", fragments.turn_for))
+    monkeypatch.setattr(fragments, "done_for", counted("done", fragments.done_for))
+    monkeypatch.setattr(fragments, "sidebar_item_for", counted("sidebar", fragments.sidebar_item_for))
+    fake_gateway.queue(stream_reply(["First answer."]))
+    first = await open_socket(alice)
+    await first.send_to(text_data=send("Hi", db_models["flash"].pk))
+    await until_done(first)
+    conversation = await db(lambda: Conversation.objects.get())
+    tabs = [await open_socket(alice, f"/ws/chat/{conversation.pk}/") for _ in range(3)]
+    for tab in tabs:
+        await tab.receive_from(timeout=5)  # the last answer, as each tab opens
+    renders.update(turn=0, done=0, sidebar=0)
+
+    fake_gateway.queue(stream_reply(["Second answer."]))
+    await first.send_to(text_data=send("Again", db_models["flash"].pk, conversation.pk))
+    for socket in (first, *tabs):
+        frames = await until_done(socket)
+        assert "Second answer." in frames[-2] and "Again" in "".join(frames)
+    for socket in (first, *tabs):
+        await socket.disconnect()
+    await no_generation_left()
+    assert renders == {"turn": 1, "done": 1, "sidebar": 1}  # four tabs, one render each
 
 
 async def test_answers_left_streaming_by_a_dead_process_become_interrupted(alice, db_models, settings):
