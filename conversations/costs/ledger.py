@@ -188,7 +188,6 @@ class Scope:
 
 # One values() row: its group (day, model, user...) and its sums by name.
 Row = dict[str, Any]
-MONEY_FIELDS = ("cost", "cost_input", "cost_output")
 SUM_FIELDS = ("cost", "cost_input", "cost_output", "input_tokens", "output_tokens", "tokens", "generations", "warned")
 # Each aggregate costs SQLite time on every row, so pages ask only for what they show.
 PAGE_SUMS = ("cost", "input_tokens", "output_tokens", "tokens", "generations", "warned")
@@ -232,13 +231,8 @@ class Totals:
 
     @classmethod
     def of(cls, row: Row) -> Totals:
-        # A sum that is None (nothing reported) or 0 keeps the field's default. PostgreSQL
-        # sums bigint columns (the rollups') as numeric: counts come back as Decimal.
-        sums: dict[str, Any] = {}
-        for name in SUM_FIELDS:
-            if value := row.get(name):
-                sums[name] = value if name in MONEY_FIELDS else int(value)
-        return cls(**sums)
+        # A sum that is None (nothing reported) or 0 keeps the field's default.
+        return cls(**{name: value for name in SUM_FIELDS if (value := row.get(name))})
 
     def add(self, other: Totals) -> None:
         for name in SUM_FIELDS:
