@@ -386,11 +386,11 @@ class Client:
 
 
 async def relay_phase(app: App, cookies: list[str], model: int, n: int, chunks: int, rate: float, start: str) -> dict:
+    # Each socket's Origin is its own process's (port included), as for a page it served.
+    ports = [app.ports[i % len(app.ports)] for i in range(n)]
     clients = [
-        Client(
-            f"ws://127.0.0.1:{app.ports[i % len(app.ports)]}/ws/chat/", cookies[i], f"http://127.0.0.1:{app.ports[0]}"
-        )
-        for i in range(n)
+        Client(f"ws://127.0.0.1:{port}/ws/chat/", cookie, f"http://127.0.0.1:{port}")
+        for port, cookie in zip(ports, cookies, strict=False)
     ]
     for first in range(0, n, 50):  # connect in batches, like tabs opening over a moment
         await asyncio.gather(*(c.connect() for c in clients[first : first + 50]))
