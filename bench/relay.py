@@ -30,17 +30,20 @@ and start:
                      first delta on its socket, less the gateway's own time to its first
                      chunk (request arrived -> first chunk emitted): what the app adds
                      before an answer shows. In "burst" rows, N answers start together.
+                     (The JSON also has the bare reader's: its POST to its first event.)
     chunks/s         chunks relayed per second, first send to last answer done
     offered          chunks per second the gateway emits once every stream runs: N x rate
     CPU/chunk        the app's CPU (all its processes) per relayed chunk, the bare
                      reader's per chunk read, and their ratio
     RSS              the app's resident memory halfway through the streams
 
-With live rendering a second table gives, per row, the time from a block's closing chunk
-to its formatted form. Then: memory per idle socket and per active stream, frames and
-bytes per answer against the final HTML, database queries per answer for a 500- and a
-5,000-chunk answer, and (unless --no-dashboard) bench/dashboard.py over 1,000,000
-ledger rows.
+Before the first row one answer warms the app up (imports, templates, connections), so
+that no row pays for it. With live rendering a second table gives, per row, the time
+from a block's closing chunk to its formatted form. Answers that did not complete (a
+refused socket, a stuck stream) are listed under the table. Then: memory per idle socket
+and per active stream, frames and bytes per answer against the final HTML, database
+queries per answer for a 500- and a 5,000-chunk answer, and (unless --no-dashboard)
+bench/dashboard.py over 1,000,000 ledger rows.
 
 --saturation adds, per rendering, the saturation point: the highest offered load at
 which the app relays with p99 <= 250 ms (--saturation-p99) over all chunks and every
