@@ -1,7 +1,8 @@
 """ASGI entry point: HTTP goes to Django, WebSockets to the chat consumer.
 
 Sockets pass the origin check (the site's own origins: chatsite/origins.py) and the
-session auth before routing.
+session auth before routing; a socket whose client stops reading is dropped
+(chatsite/slow_clients.py).
 """
 
 import os
@@ -15,8 +16,11 @@ django_asgi_app = get_asgi_application()  # sets Django up before the consumer i
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from chatsite import slow_clients  # noqa: E402
 from chatsite.origins import SameOriginValidator  # noqa: E402
 from conversations.routing import websocket_urlpatterns  # noqa: E402
+
+slow_clients.install()  # under Daphne, a socket whose client stops reading is dropped
 
 application = ProtocolTypeRouter(
     {

@@ -278,6 +278,10 @@ if WEBSOCKET_MAX_MESSAGE_BYTES < MAX_FRAME_CHARS:
         f"({MAX_FRAME_CHARS}): every message the page may send must fit in one socket message."
     )
 SOCKET_HTML_MAX_BYTES = WEBSOCKET_MAX_MESSAGE_BYTES // 2
+# A client that stops reading is dropped once this many bytes wait for it, or once it
+# has read nothing for SOCKET_STALLED_AFTER seconds (chatsite/slow_clients.py).
+SOCKET_SEND_BUFFER_MAX = env_int("SOCKET_SEND_BUFFER_MAX", 4 * WEBSOCKET_MAX_MESSAGE_BYTES)
+SOCKET_STALLED_AFTER = env_float("SOCKET_STALLED_AFTER", 15.0)
 # `manage.py runserver` (Daphne's) reads these names.
 DAPHNE_WEBSOCKET_MAX_MESSAGE_SIZE = DAPHNE_WEBSOCKET_MAX_FRAME_SIZE = WEBSOCKET_MAX_MESSAGE_BYTES
 # Answers longer than this are shown as their plain text: formatting takes time in
