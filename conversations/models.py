@@ -374,6 +374,12 @@ class CostLog(models.Model):
                 name="costlog_time_totals",
             ),
             models.Index(fields=["user", "created_at", "cost_total", "total_tokens"], name="costlog_user_time_totals"),
+            # The ledger in conversation order: over a long period the top conversations
+            # read it whole without sorting (ledger.top_conversations).
+            models.Index(
+                fields=["conversation", "created_at", "service_name", "model_name", "cost_total", "total_tokens"],
+                name="costlog_conversation_totals",
+            ),
         ]
 
     def __str__(self) -> str:
