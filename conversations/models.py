@@ -239,15 +239,16 @@ class Message(models.Model):
     def __str__(self) -> str:
         return f"{self.role} message {self.pk}"
 
-    def save(self, *args, append: bool = True, **kwargs):
+    def save(self, *args, append: bool = True, only_version: bool = False, **kwargs):
         """A new message without a parent follows the last message shown (append=False
-        makes it a first question); a new selected message becomes the version shown."""
+        makes it a first question); a new selected message becomes the version shown
+        (`only_version`: the caller knows it has no siblings, so none is unselected)."""
         adding = self._state.adding
         if adding and append and self.parent_id is None and self.conversation_id is not None:
             leaf = Conversation(pk=self.conversation_id).leaf()
             self.parent_id = leaf.pk if leaf else None
         super().save(*args, **kwargs)
-        if adding and self.selected:
+        if adding and self.selected and not only_version:
             self.siblings().exclude(pk=self.pk).filter(selected=True).update(selected=False)
 
     def siblings(self):
@@ -571,8 +572,7 @@ class ApiKey(models.Model):
     @classmethod
     def for_user(cls, user) -> ApiKey | None:
         """The key the user's chats use: the one marked in use, else the newest."""
-        keys = cls.objects.filter(user=user)
-        return keys.filter(in_use=True).first() or keys.order_by("-created_at", "-id").first()
+        return cls.objects.filter(user=user).order_by("-in_use", "-created_at", "-id").first()
 
     @classmethod
     def record_use(cls, pk: int, *, refused: bool, answered: bool) -> None:

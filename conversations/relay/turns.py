@@ -79,8 +79,8 @@ def ask(
         question = Message(
             conversation=conversation, parent=parent, role=Message.Role.USER, content=text, created_at=now
         )
-        question.save(append=False)
-        answer = _new_answer(conversation, question, model, now)
+        question.save(append=False, only_version=new)
+        answer = _new_answer(conversation, question, model, now, only_version=True)
         history = [] if new else conversation.history(before=question)
     return NewTurn(
         conversation, question, answer, model, history, new_conversation=new, previous=parent.pk if parent else None
@@ -116,7 +116,7 @@ def edit(question: Message, text: str, model: GatewayModel) -> NewTurn:
         edited.save(append=False)
         # Its branch is the one shown now, up to the first question.
         conversation.tree().show(edited)
-        answer = _new_answer(conversation, edited, model, now)
+        answer = _new_answer(conversation, edited, model, now, only_version=True)
         conversation.save(update_fields=_switch_model(conversation, model, now))
         history = conversation.history(before=edited)
     return NewTurn(conversation, edited, answer, model, history, redraw=True)
@@ -129,7 +129,10 @@ def _switch_model(conversation: Conversation, model: GatewayModel, now: datetime
     return ["model", "updated_at"]
 
 
-def _new_answer(conversation: Conversation, question: Message, model: GatewayModel, now: datetime) -> Message:
+def _new_answer(
+    conversation: Conversation, question: Message, model: GatewayModel, now: datetime, *, only_version: bool = False
+) -> Message:
+    """An empty answer to `question` (`only_version`: the question is new, so it has no other)."""
     answer = Message(
         conversation=conversation,
         parent=question,
@@ -139,5 +142,5 @@ def _new_answer(conversation: Conversation, question: Message, model: GatewayMod
         model_name=model.model_name,
         created_at=now,
     )
-    answer.save(append=False)
+    answer.save(append=False, only_version=only_version)
     return answer
