@@ -49,6 +49,7 @@ urlpatterns = [
     path("keys/<id:key_id>/delete/", keys.delete_api_key, name="delete-api-key"),
     path("usage/", costs.usage, name="usage"),
     path("dashboard/costs/", costs.costs, name="costs"),
+    path("dashboard/costs/top/", costs.top_conversations, name="costs-top"),
     path("dashboard/costs/<slug:table>.csv", costs.costs_csv, name="costs-csv"),
 ]
 

@@ -34,7 +34,11 @@ def test_staff_see_the_chart_sort_the_tables_and_download_the_csv(page, demo_app
     by_user = page.locator("#by-user")
     expect(by_user.get_by_role("row")).to_have_count(21)  # the header and the top 20
     expect(page.locator("#by-model").get_by_role("row")).to_have_count(6)  # five models
-    expect(page.locator("#top-conversations").get_by_role("link").first).to_have_attribute(
+    # The top conversations load after the page (htmx); expect() waits for them.
+    top = page.locator("#top-conversations")
+    expect(top.locator("tbody tr")).to_have_count(10)
+    expect(page.locator("#top-conversations-to-load")).to_have_count(0)  # the placeholder gave way
+    expect(top.get_by_role("link").first).to_have_attribute(
         "href", re.compile(r"^/admin/conversations/conversation/\d+/change/$")
     )
     total = money(page.locator("#total-cost .money").get_attribute("title"))  # the exact amount
@@ -49,6 +53,7 @@ def test_staff_see_the_chart_sort_the_tables_and_download_the_csv(page, demo_app
     names = page.locator("#by-user tbody th").all_inner_texts()
     assert names == sorted(names) and len(names) == 20
     expect(chart).to_be_visible()  # the rest of the page stayed
+    expect(top.locator("tbody tr")).to_have_count(10)
 
     with page.expect_download() as download_info:
         page.get_by_role("link", name="Ledger rows").click()

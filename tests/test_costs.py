@@ -140,7 +140,8 @@ def test_pages_show_amounts_for_scanning_with_the_exact_amount_in_a_tooltip(staf
     log_cost(staff, "0.000039012", chat=chat)
     page = staff_client.get("/dashboard/costs/").content.decode()
     shown = '<span class="money" title="$0.000039012">$0.0000390</span>'
-    assert page.count(shown) == 4  # the total, the user and model tables, the top conversations
+    assert page.count(shown) == 3  # the total, the user and model tables
+    assert staff_client.get(top_url(page), headers={"HX-Request": "true"}).content.decode().count(shown) == 1
     page = staff_client.get("/usage/").content.decode()
     assert page.count(shown) == 6  # the total, by model and by conversation, this month and the last 90 days
     page = staff_client.get(chat.get_absolute_url()).content.decode()
@@ -152,7 +153,9 @@ def test_pages_show_amounts_for_scanning_with_the_exact_amount_in_a_tooltip(staf
 # --- who may see it ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", ["/dashboard/costs/", "/dashboard/costs/ledger.csv", "/dashboard/costs/users.csv"])
+@pytest.mark.parametrize(
+    "url", ["/dashboard/costs/", "/dashboard/costs/top/", "/dashboard/costs/ledger.csv", "/dashboard/costs/users.csv"]
+)
 def test_it_is_for_staff_only(client, alice, url):
     response = client.get(url)
     assert response.status_code == 302 and response.url == f"/accounts/login/?next={url}"
@@ -416,15 +419,83 @@ def test_htmx_sorting_gets_only_the_tables(staff_client, alice):
     assert "<html" in restore.content.decode()
 
 
+def top_url(page: str) -> str:
+    """Where the dashboard loads its top conversations from (the placeholder's hx-get)."""
+    url = re.search(r'id="top-conversations-to-load"[^>]* hx-get="([^"]+)" hx-trigger="load"', page).group(1)
+    assert re.search(rf'<a href="{re.escape(url)}">', page)  # and the link without script
+    return url.replace("&amp;", "&")
+
+
+def top_table(client, page: str) -> str:
+    response = client.get(top_url(page), headers={"HX-Request": "true"})
+    assert response.status_code == 200 and "HX-Request" in response["Vary"]
+    return response.content.decode()
+
+
 def test_it_lists_the_top_conversations_with_links_to_the_admin(staff_client, admin_client, alice, bob):
     cheap, dear = conversation(alice, "Cheap chat"), conversation(bob, "Dear chat")
     log_cost(alice, "0.001", chat=cheap)
     log_cost(bob, "0.5", chat=dear)
     log_cost(bob, "0.25", chat=dear)
     page = staff_client.get("/dashboard/costs/").content.decode()
-    assert _row_order(page, "top-conversations") == ["Dear chat", "Cheap chat"]
-    assert f'<a href="/admin/conversations/conversation/{dear.pk}/change/">Dear chat</a>' in page
+    assert 'id="top-conversations"' not in page  # loaded after the page
+    table = top_table(staff_client, page)
+    assert table.strip().startswith('<div class="table-scroll">') and "<html" not in table
+    assert _row_order(table, "top-conversations") == ["Dear chat", "Cheap chat"]
+    assert f'<a href="/admin/conversations/conversation/{dear.pk}/change/">Dear chat</a>' in table
+    assert "<td>bob</td>" in table
     assert "Dear chat" in admin_client.get(f"/admin/conversations/conversation/{dear.pk}/change/").content.decode()
+    # Without script, the placeholder's link opens the same table on a page of its own.
+    alone = staff_client.get(top_url(page)).content.decode()
+    assert "<html" in alone and _row_order(alone, "top-conversations") == ["Dear chat", "Cheap chat"]
+
+
+def test_the_top_conversations_load_for_the_page_s_period_and_filter(staff_client, alice, bob):
+    long_ago = timezone.now() - timedelta(days=45)
+    old, new, bobs = conversation(alice, "Old chat"), conversation(alice, "New chat"), conversation(bob, "Bob chat")
+    log_cost(alice, "0.3", chat=old, when=long_ago)
+    log_cost(alice, "0.1", chat=new)
+    log_cost(bob, "0.2", chat=bobs)
+    log_cost(bob, "0.05", chat=bobs, service="openai", model="gpt-4o-mini")
+
+    page = staff_client.get("/dashboard/costs/?users_sort=name").content.decode()
+    url = top_url(page)
+    this_month = ledger.Period.this_month()
+    # The page's period goes with it, also when it is the default; its sorts do not.
+    assert f"from={this_month.start}" in url and f"to={this_month.end}" in url and "sort" not in url
+    assert _row_order(top_table(staff_client, page), "top-conversations") == ["Bob chat", "New chat"]
+
+    day = long_ago.date().isoformat()
+    page = staff_client.get(f"/dashboard/costs/?from={day}&to={day}").content.decode()
+    assert _row_order(top_table(staff_client, page), "top-conversations") == ["Old chat"]
+    page = staff_client.get("/dashboard/costs/?user=alice").content.decode()
+    assert _row_order(top_table(staff_client, page), "top-conversations") == ["New chat"]
+    page = staff_client.get("/dashboard/costs/?model=openai/gpt-4o-mini").content.decode()
+    table = top_table(staff_client, page)
+    assert _row_order(table, "top-conversations") == ["Bob chat"] and "$0.05" in table
+    # A sort swap (htmx) leaves the loaded table alone: it is not in the swapped part.
+    swap = staff_client.get("/dashboard/costs/?users_sort=-cost", headers={"HX-Request": "true"}).content.decode()
+    assert "top-conversations" not in swap
+    assert staff_client.get("/dashboard/costs/top/?from=2026-13-01").status_code == 400
+
+
+def test_the_top_conversations_count_only_the_period_over_most_of_the_ledger_or_little(alice, bob):
+    # On SQLite, a period over most of the ledger's time span reads it in conversation
+    # order, the period's condition kept from the time index; a short one seeks by time.
+    now, today = timezone.now(), timezone.localdate()
+    chat, other = conversation(alice, "Chat"), conversation(bob, "Other")
+    for days_ago, chat_, cost in [(60, chat, "0.5"), (30, chat, "0.25"), (30, other, "0.3"), (1, other, "0.125")]:
+        log_cost(chat_.user, cost, chat=chat_, when=now - timedelta(days=days_ago))
+    log_cost(alice, "0.0625", chat=chat, when=now)
+
+    def top(first: int, last: int) -> list[tuple[str, Decimal]]:
+        period = ledger.Period(today - timedelta(days=first), today - timedelta(days=last))
+        return [(g.label, g.totals.cost) for g in ledger.top_conversations(ledger.Scope(period))]
+
+    assert top(59, 1) == [("Other", Decimal("0.425")), ("Chat", Decimal("0.25"))]
+    assert top(30, 30) == [("Other", Decimal("0.3")), ("Chat", Decimal("0.25"))]
+    assert top(0, 0) == [("Chat", Decimal("0.0625"))]
+    assert top(60, 0) == [("Chat", Decimal("0.8125")), ("Other", Decimal("0.425"))]
 
 
 def test_it_draws_the_cost_per_day_stacked_by_model(staff_client, alice):

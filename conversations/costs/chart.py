@@ -2,7 +2,8 @@
 
 This module only does the geometry, over the per-day sums the database returned (a
 few hundred numbers at most); templates/conversations/costs.html draws it. No chart
-library, no script: the page is a picture as soon as it loads.
+library, no script: the page is a picture as soon as it loads. The bars themselves are
+written here as SVG (Chart.rects), being hundreds.
 """
 
 from __future__ import annotations
@@ -10,6 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+
+from django.utils.html import escape
+from django.utils.safestring import SafeString, mark_safe
 
 from conversations.costs.ledger import Row, day_label
 from conversations.costs.money import format_money
@@ -70,6 +74,19 @@ class Chart:
     @property
     def center(self) -> int:
         return self.left + self.plot_width // 2
+
+    def rects(self) -> SafeString:
+        """The segments as SVG, each with its tooltip. Written here rather than in the
+        template: a 90-day chart has some 450, and their 2,700 template variables took a
+        third of the dashboard's time. Only the tooltip is text; the rest are numbers
+        and PALETTE's colours."""
+        return mark_safe(
+            "\n".join(
+                f'<rect x="{s.x:.2f}" y="{s.y:.2f}" width="{s.width:.2f}" height="{s.height:.2f}" fill="{s.color}">'
+                f"<title>{escape(s.title)}</title></rect>"
+                for s in self.segments
+            )
+        )
 
 
 NICE_STEPS = [Decimal(s) for s in ("1", "1.2", "1.6", "2", "2.4", "3", "4", "5", "6", "8")]

@@ -158,7 +158,8 @@ def costs(request):
     if not form.is_valid():
         return render(request, "conversations/costs.html", {"form": form}, status=400)
     scope = form.scope()
-    # The date fields show the period in use, also when it is the default.
+    # The date fields show the period in use, also when it is the default; the top
+    # conversations' URL carries it too, so they load the page's days even past midnight.
     for name, day in (("from", scope.period.start), ("to", scope.period.end)):
         if not query.get(name):
             query[name] = day.isoformat()
@@ -168,7 +169,7 @@ def costs(request):
     # The sort links swap in only the two tables (see the template): skip the rest. A
     # history restore (back button, htmx's cache missed) needs the whole page.
     details = not request.htmx or request.htmx.history_restore_request
-    report = ledger.Report.build(scope, details=details)
+    report = ledger.Report.build(scope, labels, details=details)
     tables = [
         {
             "id": "by-user",
@@ -198,9 +199,28 @@ def costs(request):
         ("Last 90 days", ledger.Period.last_days(90)),
     ]
     ctx["chart"] = chart.cost_per_day(scope.period.days(), report.daily, labels)
-    ctx["top"] = ledger.top_conversations(scope)
+    # The top conversations group every ledger row of the period, the page's slowest
+    # part by far: the page links them (the template fetches them at once, see top_conversations).
+    ctx["top_query"] = query
     ctx["usernames"] = sorted(g.filter for g in report.users if g.filter)[:1000]
     response = render(request, "conversations/costs.html", ctx)
+    patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+@staff_required
+def top_conversations(request):
+    """The dashboard's "Top conversations" for its period and filter: the table alone for
+    htmx (the dashboard loads it after itself), a page of its own otherwise."""
+    form = CostFilterForm(request.GET, ledger.model_labels())
+    if not form.is_valid():
+        return HttpResponseBadRequest(" ".join(str(e) for errors in form.errors.values() for e in errors))
+    scope = form.scope()
+    ctx = {"scope": scope, "top": ledger.top_conversations(scope)}
+    if request.htmx and not request.htmx.history_restore_request:
+        response = render(request, "conversations/costs.html#top_conversations", ctx)
+    else:
+        response = render(request, "conversations/costs_top.html", ctx)
     patch_vary_headers(response, ["HX-Request"])
     return response
 
