@@ -7,6 +7,7 @@ import re
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from linkify_it import LinkifyIt  # type: ignore[import-untyped]
 
 from conversations import rendering
 from conversations.management.commands import pygments_css
@@ -373,6 +374,24 @@ def test_urls_become_links_but_file_names_do_not():
     assert "javascript:" not in render_markdown("javascript:alert(1) and <javascript:alert(1)>").replace(
         "javascript:alert(1) and &lt;javascript:alert(1)&gt;", ""
     )
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "plain words [1796233101.064832] and numbers 3.14",
+        "write to Ops@Example.co.uk",  # each of these shows one mark only
+        "see WWW.EXAMPLE.DE today",
+        "see https://example.de/x?y=1",
+        "docs.python.org, pypi.org/project/x; lib.rs and main.py stay",
+        "a.com.b example.info? tools.biz! x.pro, y.int site.dev/path",
+    ],
+)
+def test_the_quick_link_pretest_finds_every_link_the_full_one_does(text):
+    quick = rendering._markdown(highlight=False)
+    full = rendering._markdown(highlight=False)
+    full.linkify.pretest = lambda text: bool(LinkifyIt.pretest(full.linkify, text))
+    assert quick.render(text) == full.render(text)
 
 
 def test_strikethrough():
