@@ -8,7 +8,8 @@ set: a scratch database, as it gets seeded), migrates it, seeds N ledger rows wi
 `manage.py seed_costlog` (default 1,000,000 over the last 90 days), then GETs the
 dashboard as a staff user through Django's test Client — the whole view, its queries
 and the template, no network — several times per scenario, and prints the median and
-90th percentile. A benchmark, not a test: run it by hand.
+90th percentile. A benchmark, not a test: run it by hand. The page loads its "Top
+conversations" after itself (htmx): the "top conversations" scenarios time that request.
 
 Every scenario asks for a fixed period: the days the seeded ledger spans (its first to
 its last day), or the last 30 of them, never "this month", whose share of the rows
@@ -108,6 +109,18 @@ def scenarios():
         ("one user, all days", f"/dashboard/costs/?{span}&user=seed-user-042", {}),
         ("one model, all days", f"/dashboard/costs/?{span}&model=google-gemini/gemini-2.0-flash", {}),
         ("sort a table (htmx)", f"/dashboard/costs/?{span}&users_sort=name", {"HTTP_HX_REQUEST": "true"}),
+        # The table the page loads after itself (htmx, hx-trigger="load"): timed apart.
+        ("top conversations, all", f"/dashboard/costs/top/?{span}", {"HTTP_HX_REQUEST": "true"}),
+        (
+            "top conversations, 30 d",
+            f"/dashboard/costs/top/?from={last30.start}&to={last30.end}",
+            {"HTTP_HX_REQUEST": "true"},
+        ),
+        (
+            "top conversations, model",
+            f"/dashboard/costs/top/?{span}&model=google-gemini/gemini-2.0-flash",
+            {"HTTP_HX_REQUEST": "true"},
+        ),
     ]
 
 
