@@ -105,8 +105,7 @@ def test_it_asks_before_deleting_then_keeps_the_ledger(client, alice):
     assert "(deleted conversations)" in usage and "$0.0000158" in usage
     alice.is_staff = True
     alice.save()
-    costs = client.get("/dashboard/costs/").content.decode()
-    top = costs[costs.index('id="top-conversations"') :]
+    top = client.get("/dashboard/costs/top/", headers={"HX-Request": "true"}).content.decode()
     assert "(deleted conversations)" in top and "$0.0000158" in top
 
 
