@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import socket
+import struct
 import threading
 from contextlib import aclosing
 from datetime import UTC, datetime, timedelta
@@ -429,14 +430,13 @@ async def test_it_fails_when_the_connection_is_cut(run):
 
 
 async def test_it_fails_on_a_read_timeout(run):
-    client = httpx.AsyncClient(timeout=default_timeout(read=0.3))
-    try:
-        items, error = await run(sse(chunk("a")), Pause(3), final(), client=client)
-    finally:
-        await client.aclose()
+    # The shared client (this loop's first), as the relay uses it: the timeout is its transport's.
+    client = get_client(default_timeout(read=0.3))
+    items, error = await run(sse(chunk("a")), Pause(3), final(), client=client)
 
     assert items == [Delta("output", "a")]
     assert error.kind == "timeout"
+    assert str(error) == "The gateway did not answer in time (timed out waiting for data)."
     assert KEY not in str(error)
 
 
@@ -460,6 +460,38 @@ async def test_it_does_not_show_credentials_in_the_base_url(run):
     assert "hunter2" not in str(error)
 
 
+async def _misbehave(how: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":")[1]) for line in head.lower().split(b"\r\n") if line.startswith(b"content-length")
+    )
+    await reader.readexactly(length)  # all of it: closing on unread bytes would reset
+    if how == "answers in another protocol":
+        writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+    elif how == "resets the connection mid-answer":
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        event = sse(chunk("a"))
+        writer.write(b"%x\r\n%s\r\n" % (len(event), event))
+        await writer.drain()
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.close()
+
+
+# Whatever a broken gateway does, the shared client's failure is a GatewayError that says
+# the connection broke, never a timeout nor an error from the HTTP library underneath.
+@pytest.mark.parametrize(
+    "how", ["closes before answering", "answers in another protocol", "resets the connection mid-answer"]
+)
+async def test_it_fails_as_cut_when_the_gateway_breaks_the_connection(run, how):
+    server = await asyncio.start_server(lambda r, w: _misbehave(how, r, w), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with server:
+        items, error = await run(base_url=f"http://127.0.0.1:{port}/api/v1")
+
+    assert isinstance(error, GatewayError)
+    assert error.kind == "cut"
+
+
 async def test_it_fails_when_the_answer_is_not_an_event_stream(run, fake_gateway):
     fake_gateway.queue(error_reply(200, {"error": "use /generate for this model"}))
 
@@ -472,7 +504,7 @@ async def test_it_fails_when_the_answer_is_not_an_event_stream(run, fake_gateway
 async def test_it_releases_the_connection_when_the_caller_stops_early(fake_gateway):
     release = threading.Event()
     fake_gateway.queue(Reply(parts=[sse(chunk("a")), Wait(release), final()]))
-    client = httpx.AsyncClient(timeout=default_timeout())
+    client = get_client()
     try:
         stream = stream_generate(base_url=fake_gateway.base_url, api_key=KEY, body=BODY, client=client)
         async with aclosing(stream):
@@ -774,15 +806,19 @@ def test_it_uses_another_client_in_another_event_loop():
     assert asyncio.run(shared_client()) is not asyncio.run(shared_client())
 
 
-async def test_it_keeps_no_cookie_from_one_request_for_the_next(fake_gateway):
+# By host name too: a cookie jar may refuse cookies from an IP address and keep them
+# from a name (aiohttp's, under the client, does).
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])
+async def test_it_keeps_no_cookie_from_one_request_for_the_next(fake_gateway, host):
     # One client serves every user: a cookie the gateway sets during alice's request
     # must never go out with bob's.
     alices = stream_reply(["Hi alice"])
     alices.headers["Set-Cookie"] = "session=alice; Path=/"
     fake_gateway.queue(alices, stream_reply(["Hi bob"]))
+    base_url = fake_gateway.base_url.replace("127.0.0.1", host)
     try:
         for key in ("sk_alice_key", "sk_bob_key"):
-            async for _ in stream_generate(base_url=fake_gateway.base_url, api_key=key, body=BODY):
+            async for _ in stream_generate(base_url=base_url, api_key=key, body=BODY):
                 pass
     finally:
         await get_client().aclose()
