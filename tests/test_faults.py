@@ -427,11 +427,33 @@ async def test_what_every_tab_shows_alike_is_rendered_once_per_answer(
     await first.send_to(text_data=send("Again", db_models["flash"].pk, conversation.pk))
     for socket in (first, *tabs):
         frames = await until_done(socket)
-        assert "Second answer." in frames[-2] and "Again" in "".join(frames)
+        assert "Second answer." in frames[-1] and "Again" in "".join(frames)
     for socket in (first, *tabs):
         await socket.disconnect()
     await no_generation_left()
     assert renders == {"turn": 1, "done": 1, "sidebar": 1}  # four tabs, one render each
+
+
+async def test_a_final_state_that_fails_to_render_once_is_rendered_by_each_socket(
+    alice, db_models, gateway_url, fake_gateway, monkeypatch
+):
+    done_for, calls = fragments.done_for, []
+
+    def failing_once(answer_id):
+        calls.append(answer_id)
+        if len(calls) == 1:
+            raise RuntimeError("the template broke")
+        return done_for(answer_id)
+
+    monkeypatch.setattr(fragments, "done_for", failing_once)
+    fake_gateway.queue(stream_reply(["Still shown."]))
+    socket = await open_socket(alice)
+    await socket.send_to(text_data=send("Hi", db_models["flash"].pk))
+    frames = await until_done(socket)
+    await socket.disconnect()
+    await no_generation_left()
+    assert "Still shown." in frames[-1] and "status-complete" in frames[-1]
+    assert len(calls) == 2  # the generation's attempt, then the socket's own
 
 
 async def test_answers_left_streaming_by_a_dead_process_become_interrupted(alice, db_models, settings):

@@ -327,7 +327,9 @@ class ChatConsumer(AsyncWebsocketConsumer):
 
     async def chat_done(self, event: events.Done):
         self.deltas.forget(event["message"])
-        await self.send(event["html"])
+        # Rendered once by the generation; if that failed, here (off the event loop).
+        html = event["html"] or await database_sync_to_async(fragments.done_for)(event["message"])
+        await self.send(html)
 
     async def sidebar_remove(self, event: events.SidebarRemove):
         """A conversation was deleted (maybe in another tab): out of the sidebar."""

@@ -81,7 +81,7 @@ class Done(TypedDict):
 
     type: Literal["chat.done"]
     message: int
-    html: str  # that state, rendered once for every socket (fragments.done_for)
+    html: str  # that state, rendered once for every socket (fragments.done_for); "" if it failed
 
 
 class Thread(TypedDict):

@@ -448,8 +448,13 @@ class Generation:
             )
 
     def _final_fragments(self) -> tuple[str, str]:
-        """The answer as stored now, and its conversation's sidebar item."""
-        return fragments.done_for(self.message_id), fragments.sidebar_item_for(self.answer.conversation_id, False)
+        """The answer as stored now, and its conversation's sidebar item ("", "" if they
+        cannot be rendered: each socket then renders them itself, so "done" still goes)."""
+        try:
+            return fragments.done_for(self.message_id), fragments.sidebar_item_for(self.answer.conversation_id, False)
+        except Exception:
+            log.exception("Generation %s: rendering its final state failed", self.message_id)
+            return "", ""
 
     def _log_end(self, end: Outcome) -> None:
         """One line per answer, for operators: what, how it ended, what it cost, how fast."""
