@@ -8,9 +8,11 @@ socket gets a watcher, registered as the connection's producer (Twisted's own
 flow-control hook): Twisted pauses it when more than its buffer size (64 KiB) waits
 unread, and resumes it when all was read. While paused, the connection is dropped once
 more than SOCKET_SEND_BUFFER_MAX bytes wait (checked at each frame sent), or once the
-client has read nothing for SOCKET_STALLED_AFTER seconds (checked once a second). The page sees an abnormal
-close (1006), reconnects with its usual backoff, and catches up on the answer so far
-(relay/consumer.resync), so nothing is lost; nobody else waits on it meanwhile.
+client has read nothing for SOCKET_STALLED_AFTER seconds (checked once a second). The
+page sees an abnormal close (1006), reconnects with its usual backoff, and catches up
+on the answer so far (relay/consumer.resync), so nothing is lost; nobody else waits on
+it meanwhile. The watcher reads Twisted's write buffer and wraps two Daphne methods:
+tests/test_browser_slow_clients.py runs it under the real thing.
 """
 
 from __future__ import annotations
