@@ -1,5 +1,6 @@
 """The socket's fragments: what a delta swaps, and that its targets are on the page."""
 
+import html
 import re
 
 import pytest
@@ -63,6 +64,18 @@ def test_closed_blocks_that_do_not_fit_the_first_frame_follow_in_order(settings)
     assert len(frames) > 2 and all(len(frame) <= 4_000 for frame in frames)
     assert all(frame.startswith('<div hx-swap-oob="beforeend:#msg-42-answer-done">') for frame in frames[1:])
     assert re.findall(r"<p>(\d+) ", "".join(frames)) == [f"{i:03}" for i in range(30)]  # each once, in order
+
+
+def test_a_long_plain_tail_in_a_catch_up_comes_in_frames_that_fit(settings):
+    # A text that gave up formatting (one endless paragraph) streams on as a plain tail.
+    settings.SOCKET_HTML_MAX_BYTES = 6_000
+    event = formatted_catch_up(["<p>before</p>"])
+    event["answer_html"]["raw"] = "".join(f"{i:05} <" for i in range(3_000))
+    frames = fragments.catch_up(event)
+    assert all(len(frame.encode()) <= 6_000 for frame in frames)
+    first_tail = re.search(r'id="msg-42-answer-tail"[^>]*>(.*?)</span>', frames[0], re.S).group(1)
+    appended = re.findall(r'beforeend:#msg-42-answer-tail">(.*?)</div>', "".join(frames[1:]), re.S)
+    assert html.unescape(first_tail + "".join(appended)) == event["answer_html"]["raw"]  # whole, in order
 
 
 @pytest.mark.django_db  # the answer shows its model's label, from the catalogue

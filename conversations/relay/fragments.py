@@ -169,27 +169,33 @@ def catch_up(event: events.CatchUp) -> list[str]:
 
 
 def _formatted_catch_up(answer_id: int, answer: events.FormattedSoFar, thinking: events.FormattedSoFar) -> list[str]:
-    """The closed blocks that fit, the open blocks and the raw tails in the first frame
-    (so a page never shows an open block without what precedes it), then any closed
-    blocks left over appended, as many to a frame as fit."""
+    """The closed blocks that fit, the open blocks and the start of the plain tails in the
+    first frame (so a page never shows an open block without what precedes it), then
+    the closed blocks left over, and the rest of the tails, appended in frames that fit.
+    (A tail is long once a text gave up formatting: live.OPEN_BLOCK_MAX_CHARS.)"""
     budget = settings.SOCKET_HTML_MAX_BYTES // 4
     batches = {name: _batches(text["closed"], budget) for name, text in (("thinking", thinking), ("answer", answer))}
+    head, n = text_per_frame() // 8, text_per_frame()
     context = {
         "message": answer_id,
         "answer": {
             "done": mark_safe(batches["answer"].pop(0)),
             "open": mark_safe(answer["open"]),
-            "tail": answer["raw"],
+            "tail": answer["raw"][:head],
         },
         "thinking": {
             "done": mark_safe(batches["thinking"].pop(0)),
             "open": mark_safe(thinking["open"]),
-            "tail": thinking["raw"],
+            "tail": thinking["raw"][:head],
         },
     }
     frames = [_render("catch_up", context)]
     for name, rest in batches.items():
         frames += [f'<div hx-swap-oob="beforeend:#msg-{answer_id}-{name}-done">{batch}</div>' for batch in rest]
+    for i in range(head, len(thinking["raw"]), n):
+        frames.append(delta(events.delta(answer_id, 0, "", thinking["raw"][i : i + n])))
+    for i in range(head, len(answer["raw"]), n):
+        frames.append(delta(events.delta(answer_id, 0, answer["raw"][i : i + n], "")))
     return frames
 
 
