@@ -210,9 +210,10 @@ def _batches(blocks: list[str], budget: int) -> list[str]:
 
 
 def accepted(conversation: Conversation, *, new: bool) -> str:
-    context = {"conversation": conversation, "new": new}
+    context: dict[str, Any] = {"conversation": conversation, "new": new}
     if new:
         context["settings_form"] = SettingsForm.for_conversation(conversation)
+        context["sidebar_item"] = mark_safe(sidebar_placed(sidebar_item(conversation, generating=True), prepend=True))
     return _render("accepted", context)
 
 
@@ -233,11 +234,19 @@ def sidebar_item_for(conversation_id: int, prepend: bool) -> str:
 def sidebar_item(conversation: Conversation, generating: bool) -> str:
     """A conversation's sidebar item, from what is at hand (no query)."""
     generating_ids = {conversation.pk} if generating else set()
-    return _render("sidebar_item", {"c": conversation, "generating_ids": generating_ids})
+    return _sidebar_item(conversation, generating_ids)
+
+
+def _sidebar_item(conversation: Conversation, generating_ids: set[int]) -> str:
+    # The sidebar's own partial: a socket swaps it in by its id.
+    context = {"c": conversation, "generating_ids": generating_ids}
+    return render_to_string("conversations/parts.html#sidebar_item", context)
 
 
 def sidebar_placed(item: str, prepend: bool) -> str:
-    """The item replacing the one shown, or (a new conversation) at the top of the list."""
+    """The item replacing the one shown, or (a new conversation) at the top of the list.
+    The one place that says how an item is prepended (the item rides in events, and
+    whether to prepend depends on the socket)."""
     return f'<ul hx-swap-oob="afterbegin:#conversation-list">{item}</ul>' if prepend else item
 
 
@@ -249,9 +258,7 @@ def sidebar_items_for(user, conversation_ids: list[int]) -> str:
             "conversation_id", flat=True
         )
     )
-    return "".join(
-        _render("sidebar_item", {"c": c, "generating_ids": generating, "prepend": False}) for c in conversations
-    )
+    return "".join(_sidebar_item(c, generating) for c in conversations)
 
 
 def sidebar_remove(conversation_id: int) -> str:
