@@ -206,6 +206,7 @@ def _task_text(tokens: list[Token], i: int) -> Token | None:
 # lib.rs stay file names (.md, .py, .rs are countries' domains). `www.`, e-mail addresses
 # and URLs with a scheme are always links.
 _BARE_LINK_TLDS = frozenset({"com", "org", "net", "edu", "gov", "int", "info", "biz", "pro", "io", "dev"})
+_BARE_LINK_MARKS = tuple(f".{tld}" for tld in _BARE_LINK_TLDS)  # what _Linkify.pretest looks for
 
 
 class _Linkify(LinkifyIt):
@@ -215,7 +216,7 @@ class _Linkify(LinkifyIt):
         # CPU as answers ended (profiled under bench/relay.py).
         lowered = text.lower()
         hinted = "://" in text or "@" in text or "mailto:" in lowered or "www." in lowered
-        if not hinted and not any(f".{tld}" in lowered for tld in _BARE_LINK_TLDS):
+        if not hinted and not any(mark in lowered for mark in _BARE_LINK_MARKS):
             return False
         return bool(super().pretest(text))
 
