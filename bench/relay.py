@@ -916,19 +916,13 @@ def run_queries(gateway_url: str) -> dict:
 
 def reset_postgres(url: str) -> None:
     import dj_database_url
-    import psycopg
 
-    db = dj_database_url.parse(url)
-    with psycopg.connect(
-        host=db["HOST"],
-        port=db["PORT"] or 5432,
-        user=db["USER"],
-        password=db["PASSWORD"],
-        dbname="postgres",
-        autocommit=True,
-    ) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{db["NAME"]}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{db["NAME"]}"')
+    from tests.browser import admin_connection
+
+    name = dj_database_url.parse(url)["NAME"]
+    with admin_connection(url) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
 
 
 if __name__ == "__main__":

@@ -118,7 +118,8 @@ class AppServer:
             _drop_database(self.created_database)
 
 
-def _admin_connection(url: str):
+def admin_connection(url: str):
+    """A connection to the server of `url`'s database, outside it (to create or drop it)."""
     import dj_database_url
     import psycopg
 
@@ -135,14 +136,14 @@ def _admin_connection(url: str):
 
 def _create_database(url: str, port: int) -> str:
     name = f"chatsite_app_{port}"
-    with _admin_connection(url) as connection:
+    with admin_connection(url) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}"')
         connection.execute(f'CREATE DATABASE "{name}"')
     return url.rsplit("/", 1)[0] + f"/{name}"
 
 
 def _drop_database(url: str) -> None:
-    with _admin_connection(url) as connection:
+    with admin_connection(url) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
