@@ -20,7 +20,9 @@ from conversations.gateway.errors import ErrorKind, GatewayError, human_size
 
 # One connection per live stream: httpx's default pool (100 connections) would make the
 # 101st concurrent answer wait for a free one, and time out after the pool timeout.
-LIMITS = httpx.Limits(max_connections=2000, max_keepalive_connections=200)
+# aiohttp's connector (_Transport) takes the total and the keep-alive expiry; it has no
+# cap on idle connections, which close after the expiry instead.
+LIMITS = httpx.Limits(max_connections=2000)
 
 # One client per event loop: a client's pooled connections belong to the loop that
 # opened them, so sharing one across loops (tests, async_to_sync) would break.
